@@ -1,0 +1,139 @@
+//! Configuration: a TOML file, then `SLATE_*` environment overrides, then command-line flags,
+//! deserialized into typed sections and validated once at start.
+//!
+//! Contract: every failure names the offending key (`kafka.sasl.password`, env var
+//! `SLATE_KAFKA__SASL__PASSWORD`) and says how to fix it; unknown keys are errors, never ignored;
+//! secrets are typed ([`Secret`], [`SecretUrl`]) so that `Debug` and `slate config show` redact them.
+//!
+//! Environment overrides: `SLATE_<SECTION>__<KEY>` with `__` between levels, case-insensitive,
+//! e.g. `SLATE_KAFKA__BOOTSTRAP_SERVERS=broker:9092`, `SLATE_STUDIO__FAULTS__ERROR_RATE=0.3`.
+//! Values are read as TOML scalars (`true`, `42`, `0.5`) and otherwise as strings.
+//! `SLATE_CONFIG` (the config file path) and `SLATE_LOG` (log filter) are not overrides.
+
+mod secret;
+mod sections;
+
+pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
+pub use sections::*;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Env vars with the `SLATE_` prefix that are not config overrides.
+pub const RESERVED_ENV: &[&str] = &["SLATE_CONFIG", "SLATE_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub registry: RegistryClientConfig,
+    pub registry_server: RegistryServerConfig,
+    pub studio: StudioConfig,
+}
+
+/// Where one override came from, to name it in errors.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// Dotted key path, e.g. `studio.load.mutations_per_sec`.
+    pub key: String,
+    pub value: String,
+    /// `env SLATE_…` or `--flag`.
+    pub origin: String,
+}
+
+impl Config {
+    /// Loads `path` (if any), applies `overrides` in order, deserializes and validates.
+    pub fn load(path: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
+        let mut tree = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let hint = overrides.iter().find(|o| o.key == key).map(|o| format!(" (set by {})", o.origin)).unwrap_or_default();
+            ConfigError::Invalid { key, message: format!("{message}{hint}") }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
+        self.registry.validate()?;
+        self.registry_server.validate()?;
+        self.studio.validate()
+    }
+
+    /// The effective config as TOML, secrets redacted: what `slate config show` prints.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes to TOML")
+    }
+}
+
+/// Collects `SLATE_*` overrides from an environment listing (pass `std::env::vars()`).
+pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec<Override>, ConfigError> {
+    let mut out = Vec::new();
+    for (var, value) in vars {
+        let Some(rest) = var.strip_prefix("SLATE_") else { continue };
+        if RESERVED_ENV.contains(&var.as_str()) {
+            continue;
+        }
+        let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if parts.iter().any(String::is_empty) {
+            return Err(ConfigError::Env { var, message: "has an empty key segment; use SLATE_SECTION__KEY, e.g. SLATE_KAFKA__BOOTSTRAP_SERVERS".into() });
+        }
+        out.push(Override { key: parts.join("."), value, origin: format!("env {var}") });
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+fn apply_override(tree: &mut toml::Table, o: &Override) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = o.key.split('.').collect();
+    let (last, parents) = parts.split_last().expect("split yields at least one part");
+    let mut table = tree;
+    for (i, part) in parents.iter().enumerate() {
+        let entry = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            var: o.origin.clone(),
+            message: format!("`{}` is not a section", parts[..=i].join(".")),
+        })?;
+    }
+    table.insert(last.to_string(), scalar(&o.value));
+    Ok(())
+}
+
+/// Reads an override value as a TOML scalar when it is one, else as a plain string.
+fn scalar(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Array(_))) => v,
+            Some(toml::Value::String(s)) => toml::Value::String(s),
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+use super::*;
+use std::io::Write;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<Override> {
+    env_overrides(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+}
+
+fn load_str(toml: &str, overrides: &[Override]) -> Result<Config, ConfigError> {
+    let mut f = tempfile_in_target();
+    f.1.write_all(toml.as_bytes()).unwrap();
+    let r = Config::load(Some(&f.0), overrides);
+    std::fs::remove_file(&f.0).ok();
+    r
+}
+
+fn tempfile_in_target() -> (PathBuf, std::fs::File) {
+    let path = std::env::temp_dir().join(format!("slate-config-{}.toml", uuid::Uuid::new_v4()));
+    let file = std::fs::File::create(&path).unwrap();
+    (path, file)
+}
+
+fn err(r: Result<Config, ConfigError>) -> String {
+    r.expect_err("config should be rejected").to_string()
+}
+
+#[test]
+fn defaults_are_valid_and_local() {
+    let c = Config::load(None, &[]).unwrap();
+    assert!(c.registry_server.listen.ip().is_loopback());
+    assert!(c.studio.http_listen.ip().is_loopback());
+    assert!(c.studio.grpc_listen.ip().is_loopback());
+    assert_eq!(c.kafka.producer.acks, Acks::All);
+}
+
+#[test]
+fn unknown_keys_are_rejected_by_name() {
+    let e = err(load_str("[kafka]\nbootstrap_server = \"x:1\"\n", &[]));
+    assert!(e.contains("kafka.bootstrap_server"), "{e}");
+    let e = err(load_str("[studoi]\n", &[]));
+    assert!(e.contains("studoi"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let e = err(load_str("[studio.faults]\nerror_rate = 1.5\n", &[]));
+    assert!(e.contains("studio.faults.error_rate") && e.contains("0.0..=1.0"), "{e}");
+    let e = err(load_str("[registry_server]\nlisten = \"nope\"\n", &[]));
+    assert!(e.contains("registry_server.listen"), "{e}");
+    let e = err(load_str("[studio.load]\nkey_skew = \"zipf:-1\"\n", &[]));
+    assert!(e.contains("studio.load.key_skew") && e.contains("zipf:1.1"), "{e}");
+    let e = err(load_str("[kafka.producer]\nacks = \"2\"\n", &[]));
+    assert!(e.contains("kafka.producer.acks"), "{e}");
+    let e = err(load_str("[registry]\nurl = \"ftp://x\"\n", &[]));
+    assert!(e.contains("registry.url"), "{e}");
+    let e = err(load_str("[registry_server]\nstorage = \"postgres\"\n", &[]));
+    assert!(e.contains("registry_server.database_url"), "{e}");
+    let e = err(load_str("[registry_server]\ndefault_compatibility = \"SOMETIMES\"\n", &[]));
+    assert!(e.contains("default_compatibility") && e.contains("FULL_TRANSITIVE"), "{e}");
+    let e = err(load_str("not toml = = 1", &[]));
+    assert!(e.contains("not valid TOML"), "{e}");
+}
+
+#[test]
+fn sasl_and_tls_combinations_are_checked() {
+    let e = err(load_str("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n", &[]));
+    assert!(e.contains("kafka.sasl"), "{e}");
+    let e = err(load_str("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"p\"\n", &[]));
+    assert!(e.contains("kafka.security_protocol") && e.contains("sasl_ssl"), "{e}");
+    let e = err(load_str("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n[kafka.sasl]\nmechanism = \"GSSAPI\"\nusername = \"u\"\npassword = \"p\"\n", &[]));
+    assert!(e.contains("kafka.sasl.mechanism"), "{e}");
+    let e = err(load_str("[kafka]\nsecurity_protocol = \"ssl\"\n[kafka.tls]\nca_location = \"/nonexistent/ca.pem\"\n", &[]));
+    assert!(e.contains("kafka.tls.ca_location") && e.contains("does not exist"), "{e}");
+    let e = err(load_str("[kafka.properties]\n\"sasl.password\" = \"x\"\n", &[]));
+    assert!(e.contains("kafka.sasl.password"), "{e}");
+}
+
+#[test]
+fn env_overrides_win_over_the_file_and_are_typed() {
+    let o = env(&[
+        ("SLATE_KAFKA__BOOTSTRAP_SERVERS", "b1:9092,b2:9092"),
+        ("SLATE_STUDIO__FAULTS__ERROR_RATE", "0.25"),
+        ("SLATE_STUDIO__SEED", "7"),
+        ("SLATE_STUDIO__FAULTS__LATENCY", "2ms"),
+        ("SLATE_CONFIG", "/ignored.toml"),
+        ("HOME", "/root"),
+    ]);
+    let c = load_str("[kafka]\nbootstrap_servers = \"file:9092\"\n", &o).unwrap();
+    assert_eq!(c.kafka.bootstrap_servers, "b1:9092,b2:9092");
+    assert_eq!(c.studio.faults.error_rate, 0.25);
+    assert_eq!(c.studio.seed, 7);
+    assert_eq!(c.studio.faults.latency, std::time::Duration::from_millis(2));
+}
+
+#[test]
+fn env_errors_name_the_variable() {
+    let e = err(Config::load(None, &env(&[("SLATE_STUDIO__SEED", "many")])));
+    assert!(e.contains("studio.seed") && e.contains("SLATE_STUDIO__SEED"), "{e}");
+    let e = err(Config::load(None, &env(&[("SLATE_NOPE", "1")])));
+    assert!(e.contains("nope"), "{e}");
+}
+
+#[test]
+fn numeric_password_from_env_is_accepted() {
+    let o = env(&[
+        ("SLATE_KAFKA__SECURITY_PROTOCOL", "sasl_plaintext"),
+        ("SLATE_KAFKA__SASL__MECHANISM", "SCRAM-SHA-512"),
+        ("SLATE_KAFKA__SASL__USERNAME", "svc"),
+        ("SLATE_KAFKA__SASL__PASSWORD", "123456"),
+    ]);
+    let c = Config::load(None, &o).unwrap();
+    assert_eq!(c.kafka.sasl.unwrap().password.expose(), "123456");
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_and_show() {
+    let toml = r#"
+[kafka]
+security_protocol = "sasl_plaintext"
+[kafka.sasl]
+mechanism = "SCRAM-SHA-256"
+username = "svc"
+password = "kafka-pass-1"
+[kafka.properties]
+"ssl.keystore.password" = "keystore-pass-2"
+[registry]
+bearer_token = "token-3"
+[registry_server]
+storage = "postgres"
+database_url = "postgres://reg:db-pass-4@127.0.0.1/reg"
+[registry_server.basic_auth]
+username = "admin"
+password = "reg-pass-5"
+"#;
+    let c = load_str(toml, &[]).unwrap();
+    let shown = c.to_redacted_toml();
+    let debug = format!("{c:?}");
+    for secret in ["kafka-pass-1", "keystore-pass-2", "token-3", "db-pass-4", "reg-pass-5"] {
+        assert!(!shown.contains(secret), "{secret} leaked in config show:\n{shown}");
+        assert!(!debug.contains(secret), "{secret} leaked in Debug");
+    }
+    assert!(shown.contains("svc") && shown.contains(REDACTED));
+    // The redacted output is itself a loadable config shape (same keys).
+    shown.parse::<toml::Table>().unwrap();
+}

@@ -1,0 +1,14 @@
+//! slate: studio-finance event enrichment.
+//!
+//! Data flows one way: studio services publish ID-only change events, the enricher fetches the
+//! current state from the source of truth and emits Avro records, and independent sinks write
+//! them idempotently. See `README.md` for the architecture and the delivery guarantees.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod kafka;
+pub mod metrics;
+pub mod proto;
+pub mod registry;
+pub mod studio;

@@ -1,0 +1,105 @@
+//! Every metric slate exports, in one place (Prometheus conventions: `_total` counters,
+//! `_seconds` histograms, no high-cardinality labels such as entity ids).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// Label set of one low-cardinality label (topic, entity, api, kind).
+pub type Label1 = [(&'static str, String); 1];
+/// Label set of two low-cardinality labels.
+pub type Label2 = [(&'static str, String); 2];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Messages acknowledged by the broker, by topic.
+    pub produced_total: Family<Label1, Counter>,
+    /// Times the producer's bounded in-memory buffer was full when a message was offered.
+    pub producer_buffer_full_total: Counter,
+    /// Messages the broker did not acknowledge (after librdkafka's own retries), by topic.
+    pub producer_delivery_errors_total: Family<Label1, Counter>,
+    /// Studio mutations applied, by entity.
+    pub studio_mutations_total: Family<Label1, Counter>,
+    /// Change events the studio could not publish after applying a mutation.
+    pub studio_publish_failures_total: Counter,
+    /// Studio read requests, by api (graphql|grpc) and entity.
+    pub studio_reads_total: Family<Label2, Counter>,
+    /// Ids requested in studio reads, by api and entity.
+    pub studio_read_ids_total: Family<Label2, Counter>,
+    /// Faults injected into studio reads, by kind (error|timeout).
+    pub studio_injected_faults_total: Family<Label1, Counter>,
+    /// Studio read latency including injected latency, by api.
+    pub studio_read_seconds: Family<Label1, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("slate");
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            produced_total: Family::default(),
+            producer_buffer_full_total: Counter::default(),
+            producer_delivery_errors_total: Family::default(),
+            studio_mutations_total: Family::default(),
+            studio_publish_failures_total: Counter::default(),
+            studio_reads_total: Family::default(),
+            studio_read_ids_total: Family::default(),
+            studio_injected_faults_total: Family::default(),
+            studio_read_seconds: Family::new_with_constructor(latency_histogram),
+        };
+        r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
+        r.register("producer_buffer_full", "Times the producer buffer was full when a message was offered", m.producer_buffer_full_total.clone());
+        r.register("producer_delivery_errors", "Messages the broker did not acknowledge", m.producer_delivery_errors_total.clone());
+        r.register("studio_mutations", "Studio mutations applied", m.studio_mutations_total.clone());
+        r.register("studio_publish_failures", "Change events the studio could not publish after a mutation", m.studio_publish_failures_total.clone());
+        r.register("studio_reads", "Studio read requests", m.studio_reads_total.clone());
+        r.register("studio_read_ids", "Ids requested in studio reads", m.studio_read_ids_total.clone());
+        r.register("studio_injected_faults", "Faults injected into studio reads", m.studio_injected_faults_total.clone());
+        r.register("studio_read_seconds", "Studio read latency including injected latency", m.studio_read_seconds.clone());
+        Self { registry: Arc::new(r), ..m }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn label(key: &'static str, value: impl Into<String>) -> Label1 {
+    [(key, value.into())]
+}
+
+pub fn labels(k1: &'static str, v1: impl Into<String>, k2: &'static str, v2: impl Into<String>) -> Label2 {
+    [(k1, v1.into()), (k2, v2.into())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let m = Metrics::new();
+        m.produced_total.get_or_create(&label("topic", "t")).inc();
+        m.studio_read_seconds.get_or_create(&label("api", "grpc")).observe(0.01);
+        let text = m.encode();
+        assert!(text.contains("slate_produced_total{topic=\"t\"} 1"), "{text}");
+        assert!(text.contains("slate_studio_read_seconds_bucket"), "{text}");
+    }
+}

@@ -1,0 +1,252 @@
+//! PostgreSQL store (sqlx runtime query API). Tables: `migrations/registry/0001_init.sql`,
+//! applied idempotently by `connect` under an advisory lock (so several slate processes may
+//! start at once). The store's contracts are in `store.rs`.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::compat::CompatibilityLevel;
+use super::error::RegistryError;
+use super::store::{InsertOutcome, StoredSchema, VersionRow};
+
+const SCHEMA_SQL: &str = include_str!("../../migrations/registry/0001_init.sql");
+/// Arbitrary constant key of the advisory lock that serializes DDL ("slate reg").
+const DDL_LOCK_KEY: i64 = 0x736c_6174_6572_6567;
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// Registry storage in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` and creates the registry tables if missing.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool and creates the registry tables if missing.
+    pub async fn from_pool(pool: PgPool) -> Result<PgStore> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(DDL_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(SCHEMA_SQL).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(PgStore { pool })
+    }
+
+    pub(super) async fn schema_id(&self, text: &str, references_json: &str) -> Result<u32> {
+        let inserted = sqlx::query(
+            "INSERT INTO registry_schemas (schema_text, references_json) VALUES ($1, $2) \
+             ON CONFLICT (md5(schema_text), md5(references_json)) DO NOTHING RETURNING id",
+        )
+        .bind(text)
+        .bind(references_json)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return to_u32(row.try_get::<i64, _>("id")?);
+        }
+        // The conflicting insert has committed (ON CONFLICT waits for it), so it is visible.
+        self.find_schema_id(text, references_json).await?.ok_or_else(|| {
+            RegistryError::Corrupt("schema identity conflict without a matching row".to_owned())
+        })
+    }
+
+    pub(super) async fn find_schema_id(&self, text: &str, references_json: &str) -> Result<Option<u32>> {
+        let row = sqlx::query(
+            "SELECT id FROM registry_schemas \
+             WHERE md5(schema_text) = md5($1) AND md5(references_json) = md5($2) \
+             AND schema_text = $1 AND references_json = $2",
+        )
+        .bind(text)
+        .bind(references_json)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| to_u32(row.try_get::<i64, _>("id")?)).transpose()
+    }
+
+    pub(super) async fn schema_by_id(&self, id: u32) -> Result<Option<StoredSchema>> {
+        let row = sqlx::query(
+            "SELECT schema_text, references_json FROM registry_schemas WHERE id = $1",
+        )
+        .bind(i64::from(id))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredSchema {
+            id,
+            text: row.try_get("schema_text")?,
+            references_json: row.try_get("references_json")?,
+        }))
+    }
+
+    pub(super) async fn subjects(&self, include_deleted: bool) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT subject FROM registry_subject_versions \
+             WHERE $1 OR NOT deleted ORDER BY subject",
+        )
+        .bind(include_deleted)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("subject")?)).collect()
+    }
+
+    pub(super) async fn versions(&self, subject: &str) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(
+            "SELECT version, schema_id, deleted FROM registry_subject_versions \
+             WHERE subject = $1 ORDER BY version",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    pub(super) async fn usages(&self, id: u32) -> Result<Vec<(String, VersionRow)>> {
+        let rows = sqlx::query(
+            "SELECT subject, version, schema_id, deleted FROM registry_subject_versions \
+             WHERE schema_id = $1 ORDER BY subject, version",
+        )
+        .bind(i64::from(id))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("subject")?, version_row(row)?)))
+            .collect()
+    }
+
+    pub(super) async fn insert_version(
+        &self,
+        subject: &str,
+        schema_id: u32,
+        checked_max_opt: Option<u32>,
+    ) -> Result<InsertOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // Serializes writers of one subject across connections and processes.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?;
+        let outcome = insert_locked(&mut tx, subject, schema_id, checked_max_opt).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn soft_delete(&self, subject: &str, versions: &[u32]) -> Result<()> {
+        sqlx::query(
+            "UPDATE registry_subject_versions SET deleted = TRUE \
+             WHERE subject = $1 AND version = ANY($2)",
+        )
+        .bind(subject)
+        .bind(to_i32s(versions))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn hard_delete(&self, subject: &str, versions: &[u32]) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM registry_subject_versions \
+             WHERE subject = $1 AND version = ANY($2) AND deleted",
+        )
+        .bind(subject)
+        .bind(to_i32s(versions))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn config(&self, key: &str) -> Result<Option<CompatibilityLevel>> {
+        let row = sqlx::query("SELECT compatibility FROM registry_config WHERE subject = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| parse_level(row.try_get("compatibility")?)).transpose()
+    }
+
+    pub(super) async fn set_config(&self, key: &str, level: CompatibilityLevel) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO registry_config (subject, compatibility) VALUES ($1, $2) \
+             ON CONFLICT (subject) DO UPDATE SET compatibility = EXCLUDED.compatibility",
+        )
+        .bind(key)
+        .bind(level.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn delete_config(&self, key: &str) -> Result<Option<CompatibilityLevel>> {
+        let row = sqlx::query("DELETE FROM registry_config WHERE subject = $1 RETURNING compatibility")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| parse_level(row.try_get("compatibility")?)).transpose()
+    }
+}
+
+async fn insert_locked(
+    tx: &mut Transaction<'_, Postgres>,
+    subject: &str,
+    schema_id: u32,
+    checked_max_opt: Option<u32>,
+) -> Result<InsertOutcome> {
+    let existing = sqlx::query(
+        "SELECT version FROM registry_subject_versions \
+         WHERE subject = $1 AND schema_id = $2 AND NOT deleted ORDER BY version LIMIT 1",
+    )
+    .bind(subject)
+    .bind(i64::from(schema_id))
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = existing {
+        return Ok(InsertOutcome::Existing(to_u32(row.try_get::<i32, _>("version")?.into())?));
+    }
+    let max: Option<i32> =
+        sqlx::query("SELECT max(version) AS max FROM registry_subject_versions WHERE subject = $1")
+            .bind(subject)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("max")?;
+    let max_opt = max.map(|max| to_u32(max.into())).transpose()?;
+    if max_opt != checked_max_opt {
+        return Ok(InsertOutcome::Conflict);
+    }
+    let version = max_opt.unwrap_or(0) + 1;
+    sqlx::query(
+        "INSERT INTO registry_subject_versions (subject, version, schema_id) VALUES ($1, $2, $3)",
+    )
+    .bind(subject)
+    .bind(version as i32)
+    .bind(i64::from(schema_id))
+    .execute(&mut **tx)
+    .await?;
+    Ok(InsertOutcome::Inserted(version))
+}
+
+fn version_row(row: &sqlx::postgres::PgRow) -> Result<VersionRow> {
+    Ok(VersionRow {
+        version: to_u32(row.try_get::<i32, _>("version")?.into())?,
+        schema_id: to_u32(row.try_get::<i64, _>("schema_id")?)?,
+        deleted: row.try_get("deleted")?,
+    })
+}
+
+fn to_u32(value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| RegistryError::Corrupt(format!("id or version {value} out of range")))
+}
+
+fn to_i32s(versions: &[u32]) -> Vec<i32> {
+    versions.iter().filter_map(|version| i32::try_from(*version).ok()).collect()
+}
+
+fn parse_level(name: String) -> Result<CompatibilityLevel> {
+    name.parse()
+        .map_err(|_| RegistryError::Corrupt(format!("unknown compatibility level {name:?} in registry_config")))
+}
