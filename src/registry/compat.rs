@@ -56,7 +56,10 @@ impl CompatibilityLevel {
 
     /// Whether the check runs against every live version rather than only the latest.
     pub fn is_transitive(self) -> bool {
-        matches!(self, Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive)
+        matches!(
+            self,
+            Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive
+        )
     }
 
     fn new_reads_old(self) -> bool {
@@ -109,7 +112,11 @@ impl<'de> Deserialize<'de> for CompatibilityLevel {
 /// Non-transitive levels only look at the first entry. Returns one message per violation;
 /// an empty result means compatible.
 pub fn check(level: CompatibilityLevel, new: &Schema, existing: &[(u32, Schema)]) -> Vec<String> {
-    let against = if level.is_transitive() { existing } else { existing.get(..1).unwrap_or(&[]) };
+    let against = if level.is_transitive() {
+        existing
+    } else {
+        existing.get(..1).unwrap_or(&[])
+    };
     let mut messages = Vec::new();
     for (version, old) in against {
         if level.new_reads_old()
@@ -146,14 +153,19 @@ mod tests {
     use super::*;
 
     fn record(fields: &str) -> Schema {
-        Schema::parse_str(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#))
-            .unwrap()
+        Schema::parse_str(&format!(
+            r#"{{"type":"record","name":"R","fields":[{fields}]}}"#
+        ))
+        .unwrap()
     }
 
     #[test]
     fn level_names_round_trip() {
         for level in CompatibilityLevel::ALL {
-            assert_eq!(level.to_string().parse::<CompatibilityLevel>().unwrap(), level);
+            assert_eq!(
+                level.to_string().parse::<CompatibilityLevel>().unwrap(),
+                level
+            );
         }
         assert!("SIDEWAYS".parse::<CompatibilityLevel>().is_err());
     }

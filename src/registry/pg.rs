@@ -53,12 +53,18 @@ impl PgStore {
             return to_u32(row.try_get::<i64, _>("id")?);
         }
         // The conflicting insert has committed (ON CONFLICT waits for it), so it is visible.
-        self.find_schema_id(text, references_json).await?.ok_or_else(|| {
-            RegistryError::Corrupt("schema identity conflict without a matching row".to_owned())
-        })
+        self.find_schema_id(text, references_json)
+            .await?
+            .ok_or_else(|| {
+                RegistryError::Corrupt("schema identity conflict without a matching row".to_owned())
+            })
     }
 
-    pub(super) async fn find_schema_id(&self, text: &str, references_json: &str) -> Result<Option<u32>> {
+    pub(super) async fn find_schema_id(
+        &self,
+        text: &str,
+        references_json: &str,
+    ) -> Result<Option<u32>> {
         let row = sqlx::query(
             "SELECT id FROM registry_schemas \
              WHERE md5(schema_text) = md5($1) AND md5(references_json) = md5($2) \
@@ -68,16 +74,16 @@ impl PgStore {
         .bind(references_json)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| to_u32(row.try_get::<i64, _>("id")?)).transpose()
+        row.map(|row| to_u32(row.try_get::<i64, _>("id")?))
+            .transpose()
     }
 
     pub(super) async fn schema_by_id(&self, id: u32) -> Result<Option<StoredSchema>> {
-        let row = sqlx::query(
-            "SELECT schema_text, references_json FROM registry_schemas WHERE id = $1",
-        )
-        .bind(i64::from(id))
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE id = $1")
+                .bind(i64::from(id))
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(StoredSchema {
             id,
@@ -167,7 +173,8 @@ impl PgStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| parse_level(row.try_get("compatibility")?)).transpose()
+        row.map(|row| parse_level(row.try_get("compatibility")?))
+            .transpose()
     }
 
     pub(super) async fn set_config(&self, key: &str, level: CompatibilityLevel) -> Result<()> {
@@ -183,11 +190,13 @@ impl PgStore {
     }
 
     pub(super) async fn delete_config(&self, key: &str) -> Result<Option<CompatibilityLevel>> {
-        let row = sqlx::query("DELETE FROM registry_config WHERE subject = $1 RETURNING compatibility")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| parse_level(row.try_get("compatibility")?)).transpose()
+        let row =
+            sqlx::query("DELETE FROM registry_config WHERE subject = $1 RETURNING compatibility")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| parse_level(row.try_get("compatibility")?))
+            .transpose()
     }
 }
 
@@ -206,7 +215,9 @@ async fn insert_locked(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(row) = existing {
-        return Ok(InsertOutcome::Existing(to_u32(row.try_get::<i32, _>("version")?.into())?));
+        return Ok(InsertOutcome::Existing(to_u32(
+            row.try_get::<i32, _>("version")?.into(),
+        )?));
     }
     let max: Option<i32> =
         sqlx::query("SELECT max(version) AS max FROM registry_subject_versions WHERE subject = $1")
@@ -239,14 +250,21 @@ fn version_row(row: &sqlx::postgres::PgRow) -> Result<VersionRow> {
 }
 
 fn to_u32(value: i64) -> Result<u32> {
-    u32::try_from(value).map_err(|_| RegistryError::Corrupt(format!("id or version {value} out of range")))
+    u32::try_from(value)
+        .map_err(|_| RegistryError::Corrupt(format!("id or version {value} out of range")))
 }
 
 fn to_i32s(versions: &[u32]) -> Vec<i32> {
-    versions.iter().filter_map(|version| i32::try_from(*version).ok()).collect()
+    versions
+        .iter()
+        .filter_map(|version| i32::try_from(*version).ok())
+        .collect()
 }
 
 fn parse_level(name: String) -> Result<CompatibilityLevel> {
-    name.parse()
-        .map_err(|_| RegistryError::Corrupt(format!("unknown compatibility level {name:?} in registry_config")))
+    name.parse().map_err(|_| {
+        RegistryError::Corrupt(format!(
+            "unknown compatibility level {name:?} in registry_config"
+        ))
+    })
 }

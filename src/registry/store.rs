@@ -118,7 +118,11 @@ impl Store {
     ) -> Result<InsertOutcome> {
         match self {
             Store::Memory(store) => Ok(store.insert_version(subject, schema_id, checked_max_opt)),
-            Store::Postgres(store) => store.insert_version(subject, schema_id, checked_max_opt).await,
+            Store::Postgres(store) => {
+                store
+                    .insert_version(subject, schema_id, checked_max_opt)
+                    .await
+            }
         }
     }
 
@@ -147,7 +151,11 @@ impl Store {
         }
     }
 
-    pub async fn set_config(&self, subject_opt: Option<&str>, level: CompatibilityLevel) -> Result<()> {
+    pub async fn set_config(
+        &self,
+        subject_opt: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> Result<()> {
         let key = subject_opt.unwrap_or("");
         match self {
             Store::Memory(store) => Ok(store.set_config(key, level)),
@@ -156,7 +164,10 @@ impl Store {
     }
 
     /// Removes the configured level; returns the removed one.
-    pub async fn delete_config(&self, subject_opt: Option<&str>) -> Result<Option<CompatibilityLevel>> {
+    pub async fn delete_config(
+        &self,
+        subject_opt: Option<&str>,
+    ) -> Result<Option<CompatibilityLevel>> {
         let key = subject_opt.unwrap_or("");
         match self {
             Store::Memory(store) => Ok(store.delete_config(key)),
@@ -188,7 +199,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
         // A panic while holding the lock cannot leave a half-written entry behind (every
         // write is a single push/insert), so a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn schema_id(&self, text: &str, references_json: &str) -> u32 {
@@ -227,7 +240,11 @@ impl MemoryStore {
     }
 
     fn versions(&self, subject: &str) -> Vec<VersionRow> {
-        self.lock().subjects.get(subject).cloned().unwrap_or_default()
+        self.lock()
+            .subjects
+            .get(subject)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn usages(&self, id: u32) -> Vec<(String, VersionRow)> {
@@ -241,10 +258,18 @@ impl MemoryStore {
         found
     }
 
-    fn insert_version(&self, subject: &str, schema_id: u32, checked_max_opt: Option<u32>) -> InsertOutcome {
+    fn insert_version(
+        &self,
+        subject: &str,
+        schema_id: u32,
+        checked_max_opt: Option<u32>,
+    ) -> InsertOutcome {
         let mut inner = self.lock();
         let rows = inner.subjects.entry(subject.to_owned()).or_default();
-        if let Some(row) = rows.iter().find(|row| row.schema_id == schema_id && !row.deleted) {
+        if let Some(row) = rows
+            .iter()
+            .find(|row| row.schema_id == schema_id && !row.deleted)
+        {
             return InsertOutcome::Existing(row.version);
         }
         let max_opt = rows.last().map(|row| row.version);
@@ -252,7 +277,11 @@ impl MemoryStore {
             return InsertOutcome::Conflict;
         }
         let version = max_opt.unwrap_or(0) + 1;
-        rows.push(VersionRow { version, schema_id, deleted: false });
+        rows.push(VersionRow {
+            version,
+            schema_id,
+            deleted: false,
+        });
         InsertOutcome::Inserted(version)
     }
 

@@ -190,7 +190,7 @@ async fn batch(ctx: &Context<'_>, kind: EntityKind, ids: Vec<ID>) -> Result<Vec<
 
 pub struct Query;
 
-#[Object(rename_args = "snake_case")]
+#[Object(rename_fields = "snake_case", rename_args = "snake_case")]
 impl Query {
     /// Current state of the given productions; unknown or deleted ids are omitted (see `tombstones`).
     async fn productions(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Production>> {
@@ -309,7 +309,7 @@ async fn publish(ctx: &Context<'_>, id: String, changes: Result<Vec<Change>, Stu
 
 pub struct Mutation;
 
-#[Object(rename_args = "snake_case")]
+#[Object(rename_fields = "snake_case", rename_args = "snake_case")]
 impl Mutation {
     /// Creates a production with its budget, schedule and cash-flow projection.
     async fn create_production(&self, ctx: &Context<'_>, input: NewProductionInput) -> Result<MutationResult> {

@@ -1,0 +1,85 @@
+//! Shared helpers of the integration tests. Services come from `tests/run` through `TEST_*`
+//! environment variables; a missing variable fails the test (it never skips silently).
+#![allow(dead_code)]
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use slate::config::{Config, Override};
+use std::time::{Duration, Instant};
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the integration tests through `tests/run`, which starts the services they need"))
+}
+
+pub fn kafka_bootstrap() -> String {
+    env("TEST_KAFKA_BOOTSTRAP")
+}
+
+/// A prefix unique to one test, so topics never collide between tests or runs.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub fn ov(key: &str, value: impl ToString) -> Override {
+    Override { key: key.into(), value: value.to_string(), origin: "test".into() }
+}
+
+/// A studio config on the test broker with loopback listeners on free ports and its own topics.
+pub fn studio_config(extra: &[Override]) -> Config {
+    let mut o = vec![
+        ov("kafka.bootstrap_servers", format!("\"{}\"", kafka_bootstrap())),
+        ov("studio.http_listen", "\"127.0.0.1:0\""),
+        ov("studio.grpc_listen", "\"127.0.0.1:0\""),
+        ov("studio.topic_prefix", format!("\"{}.\"", unique("it"))),
+        ov("studio.num_productions", 5),
+        ov("studio.topic_partitions", 2),
+    ];
+    o.extend_from_slice(extra);
+    Config::load(None, &o).expect("test config is valid")
+}
+
+/// A consumer reading `topic` from the beginning without a consumer group rebalance.
+pub fn reader(topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// (key, payload) of the first `n` messages of `topic`, or a panic naming what arrived in time.
+pub fn read_n(topic: &str, partitions: i32, n: usize, within: Duration) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let consumer = reader(topic, partitions);
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push((m.key().unwrap_or_default().to_vec(), m.payload().map(<[u8]>::to_vec))),
+            Some(Err(e)) => panic!("consume from {topic} failed: {e}"),
+            None => {}
+        }
+    }
+    assert_eq!(out.len(), n, "expected {n} messages on {topic} within {within:?}, got {}", out.len());
+    out
+}
+
+/// Runs a command to completion with a time bound, returning (status ok, stdout, stderr).
+pub async fn run_command(cmd: &mut tokio::process::Command, within: Duration) -> (bool, String, String) {
+    cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(within, cmd.output()).await.unwrap_or_else(|_| panic!("{cmd:?} did not finish within {within:?}")).expect("command starts");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub async fn graphql(http: &reqwest::Client, addr: std::net::SocketAddr, query: &str) -> serde_json::Value {
+    let body = serde_json::json!({ "query": query });
+    http.post(format!("http://{addr}/graphql")).json(&body).send().await.expect("graphql request").json().await.expect("graphql json")
+}
