@@ -69,10 +69,12 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().to_string();
-            let hint = overrides.iter().find(|o| o.key == key).map(|o| format!(" (set by {})", o.origin)).unwrap_or_default();
-            ConfigError::Invalid { key, message: format!("{message}{hint}") }
+            ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key }
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, message } => ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -87,6 +89,11 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serializes to TOML")
     }
+}
+
+/// " (set by env SLATE_…)" when the last override of `key` came from the environment or a flag.
+fn origin_hint(overrides: &[Override], key: &str) -> String {
+    overrides.iter().rev().find(|o| o.key == key).map(|o| format!(" (set by {})", o.origin)).unwrap_or_default()
 }
 
 /// Collects `SLATE_*` overrides from an environment listing (pass `std::env::vars()`).

@@ -199,6 +199,9 @@ pub struct ProducerConfig {
     /// How long a message may wait for a broker ack before it fails with a delivery error.
     #[serde(with = "humantime_serde")]
     pub message_timeout: Duration,
+    /// How long a publish waits for space in a full buffer before it fails with an error.
+    #[serde(with = "humantime_serde")]
+    pub buffer_full_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -208,6 +211,7 @@ impl Default for ProducerConfig {
             buffer_max_messages: 100_000,
             linger: Duration::from_millis(5),
             message_timeout: Duration::from_secs(30),
+            buffer_full_timeout: Duration::from_secs(30),
         }
     }
 }

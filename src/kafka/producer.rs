@@ -3,7 +3,7 @@
 //! Contract: a message is either acknowledged by the broker (and counted in
 //! `slate_produced_total`) or its caller gets a [`ProduceError`]; nothing is dropped silently.
 //! The in-memory buffer is bounded (`kafka.producer.buffer_max_messages`): when it is full the
-//! producer waits for space up to `message_timeout`, counting each overflow, then fails.
+//! producer waits for space up to `buffer_full_timeout`, counting each overflow, then fails.
 
 use crate::config::KafkaConfig;
 use crate::metrics::{Metrics, label};
@@ -52,7 +52,7 @@ pub struct Producer {
 impl Producer {
     pub fn try_new(cfg: &KafkaConfig, metrics: Metrics) -> Result<Self, ProduceError> {
         let inner: FutureProducer = super::producer_config(cfg).create().map_err(ProduceError::Create)?;
-        Ok(Self { inner, metrics, buffer_wait: cfg.producer.message_timeout })
+        Ok(Self { inner, metrics, buffer_wait: cfg.producer.buffer_full_timeout })
     }
 
     /// Puts one message in the buffer, in call order (so per-partition order follows call order),
