@@ -166,7 +166,8 @@ async fn run_registry(cfg: &crate::config::RegistryServerConfig) -> anyhow::Resu
         }
     };
     let auth = cfg.basic_auth.as_ref().map(|a| (a.username.clone(), a.password.expose().to_string()));
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot bind registry_server.listen {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot bind registry_server.listen {}", cfg.listen))?;
     println!("schema registry: http://{} (storage: {:?}, default compatibility: {level})", listener.local_addr()?, cfg.storage);
     crate::registry::serve(listener, RegistryState::new(store, level, auth), shutdown_signal()).await.context("schema registry failed")
 }

@@ -69,7 +69,12 @@ impl FromStr for EntityKind {
         let singular = lower.strip_suffix('s').unwrap_or(&lower);
         Self::ALL
             .into_iter()
-            .find(|k| k.as_str() == lower || k.as_str() == singular || k.record_name().eq_ignore_ascii_case(&lower) || k.as_str().replace('_', "") == lower)
+            .find(|k| {
+                k.as_str() == lower
+                    || k.as_str() == singular
+                    || k.record_name().eq_ignore_ascii_case(&lower)
+                    || k.as_str().replace('_', "") == lower
+            })
             .ok_or_else(|| DecodeError::UnknownEntity(s.to_string()))
     }
 }
@@ -283,7 +288,10 @@ mod tests {
     fn debezium_envelope_normalizes() {
         let env = br#"{"before":null,"after":{"id":"p-7","title":"X"},"op":"c","source":{"lsn":4242,"table":"productions","name":"pg"},"ts_ms":1700000000123}"#;
         let e = ChangeEvent::decode_json(env, None, None).unwrap();
-        assert_eq!((e.change_type, e.entity, e.id.as_str(), e.version, e.ts), (ChangeType::Create, EntityKind::Production, "p-7", Some(4242), 1700000000123));
+        assert_eq!(
+            (e.change_type, e.entity, e.id.as_str(), e.version, e.ts),
+            (ChangeType::Create, EntityKind::Production, "p-7", Some(4242), 1700000000123)
+        );
         assert_eq!(e.source.as_deref(), Some("pg"));
         // Replaying the same CDC record yields the same uuid (so dedup sees a duplicate).
         assert_eq!(ChangeEvent::decode_json(env, None, None).unwrap().uuid, e.uuid);
@@ -302,15 +310,22 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_typed_error() {
-        let cases: &[(&[u8], fn(&DecodeError) -> bool)] = &[
+        type Case<'a> = (&'a [u8], fn(&DecodeError) -> bool);
+        let cases: &[Case] = &[
             (b"", |e| matches!(e, DecodeError::Empty)),
             (b"\xff\x00garbage", |e| matches!(e, DecodeError::Json(_))),
             (br#"{"op":"t","before":null,"after":null,"ts_ms":1}"#, |e| matches!(e, DecodeError::UnsupportedOp(_))),
             (br#"{"op":"c","after":{"id":"1"},"ts_ms":1}"#, |e| matches!(e, DecodeError::MissingField("source.table"))),
             (br#"{"op":"c","after":{"x":1},"source":{"table":"budgets"},"ts_ms":1}"#, |e| matches!(e, DecodeError::MissingField(_))),
-            (br#"{"uuid":"8c1f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"UPDATE","ts":1,"entity":"invoice","id":"1"}"#, |e| matches!(e, DecodeError::Json(_))),
-            (br#"{"uuid":"8c1f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"UPDATE","ts":1,"entity":"budget","id":""}"#, |e| matches!(e, DecodeError::InvalidField { field: "id", .. })),
-            (br#"{"uuid":"8c1f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"MERGE","ts":1,"entity":"budget","id":"1"}"#, |e| matches!(e, DecodeError::Json(_))),
+            (br#"{"uuid":"8c1f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"UPDATE","ts":1,"entity":"invoice","id":"1"}"#, |e| {
+                matches!(e, DecodeError::Json(_))
+            }),
+            (br#"{"uuid":"8c1f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"UPDATE","ts":1,"entity":"budget","id":""}"#, |e| {
+                matches!(e, DecodeError::InvalidField { field: "id", .. })
+            }),
+            (br#"{"uuid":"8c1f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"MERGE","ts":1,"entity":"budget","id":"1"}"#, |e| {
+                matches!(e, DecodeError::Json(_))
+            }),
         ];
         for (input, check) in cases {
             let err = ChangeEvent::decode_json(input, None, None).expect_err("must be rejected");

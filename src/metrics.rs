@@ -56,10 +56,18 @@ impl Metrics {
             studio_read_seconds: Family::new_with_constructor(latency_histogram),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
-        r.register("producer_buffer_full", "Times the producer buffer was full when a message was offered", m.producer_buffer_full_total.clone());
+        r.register(
+            "producer_buffer_full",
+            "Times the producer buffer was full when a message was offered",
+            m.producer_buffer_full_total.clone(),
+        );
         r.register("producer_delivery_errors", "Messages the broker did not acknowledge", m.producer_delivery_errors_total.clone());
         r.register("studio_mutations", "Studio mutations applied", m.studio_mutations_total.clone());
-        r.register("studio_publish_failures", "Change events the studio could not publish after a mutation", m.studio_publish_failures_total.clone());
+        r.register(
+            "studio_publish_failures",
+            "Change events the studio could not publish after a mutation",
+            m.studio_publish_failures_total.clone(),
+        );
         r.register("studio_reads", "Studio read requests", m.studio_reads_total.clone());
         r.register("studio_read_ids", "Ids requested in studio reads", m.studio_read_ids_total.clone());
         r.register("studio_injected_faults", "Faults injected into studio reads", m.studio_injected_faults_total.clone());

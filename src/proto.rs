@@ -3,4 +3,3 @@
 #![allow(clippy::all, missing_docs)]
 
 tonic::include_proto!("studio.finance.v1");
-

@@ -27,35 +27,20 @@ struct TestDb {
 }
 
 async fn create_db() -> TestDb {
-    let admin_url = std::env::var("TEST_DATABASE_URL").expect(
-        "TEST_DATABASE_URL is not set: run the suite through `tests/run` (it starts PostgreSQL)",
-    );
+    let admin_url =
+        std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL is not set: run the suite through `tests/run` (it starts PostgreSQL)");
     let name = format!("slate_reg_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    admin
-        .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create test database");
+    let mut admin = PgConnection::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
+    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
     let mut url = Url::parse(&admin_url).expect("TEST_DATABASE_URL is a url");
     url.set_path(&name);
-    TestDb {
-        admin_url,
-        name,
-        url: url.to_string(),
-    }
+    TestDb { admin_url, name, url: url.to_string() }
 }
 
 async fn drop_db(db: TestDb) {
-    let mut admin = PgConnection::connect(&db.admin_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
+    let mut admin = PgConnection::connect(&db.admin_url).await.expect("connect to TEST_DATABASE_URL");
     let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name);
-    admin
-        .execute(AssertSqlSafe(sql))
-        .await
-        .expect("drop test database");
+    admin.execute(AssertSqlSafe(sql)).await.expect("drop test database");
 }
 
 /// A registry server on 127.0.0.1:0, stopped by `stop`.
@@ -66,30 +51,15 @@ struct TestServer {
 }
 
 async fn start(store: Store, auth: Option<(String, String)>) -> TestServer {
-    start_app(router(RegistryState::new(
-        store,
-        CompatibilityLevel::Backward,
-        auth,
-    )))
-    .await
+    start_app(router(RegistryState::new(store, CompatibilityLevel::Backward, auth))).await
 }
 
 async fn start_app(app: axum::Router) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async { stopped.await.unwrap_or(()) })
-            .await
-    });
-    TestServer {
-        base,
-        shutdown,
-        task,
-    }
+    let task = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(async { stopped.await.unwrap_or(()) }).await });
+    TestServer { base, shutdown, task }
 }
 
 impl TestServer {
@@ -133,33 +103,21 @@ struct Api {
 
 impl Api {
     fn new(base: &str) -> Self {
-        Api {
-            http: reqwest::Client::new(),
-            base: base.to_owned(),
-        }
+        Api { http: reqwest::Client::new(), base: base.to_owned() }
     }
 
     async fn call(&self, method: Method, path: &str, body_opt: Option<Value>) -> (u16, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body_opt {
-            request = request
-                .header("content-type", "application/vnd.schemaregistry.v1+json")
-                .body(body.to_string());
+            request = request.header("content-type", "application/vnd.schemaregistry.v1+json").body(body.to_string());
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         if status != 401 {
-            assert_eq!(
-                response.headers()["content-type"],
-                "application/vnd.schemaregistry.v1+json",
-                "content type of {path}"
-            );
+            assert_eq!(response.headers()["content-type"], "application/vnd.schemaregistry.v1+json", "content type of {path}");
         }
         let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -179,11 +137,7 @@ impl Api {
     }
 
     async fn register(&self, subject: &str, schema: &str) -> (u16, Value) {
-        self.post(
-            &format!("/subjects/{subject}/versions"),
-            json!({"schema": schema}),
-        )
-        .await
+        self.post(&format!("/subjects/{subject}/versions"), json!({"schema": schema})).await
     }
 
     async fn register_ok(&self, subject: &str, schema: &str) -> u64 {
@@ -193,22 +147,14 @@ impl Api {
     }
 
     async fn set_level(&self, subject: &str, level: &str) {
-        let (status, body) = self
-            .put(
-                &format!("/config/{subject}"),
-                json!({"compatibility": level}),
-            )
-            .await;
+        let (status, body) = self.put(&format!("/config/{subject}"), json!({"compatibility": level})).await;
         assert_eq!((status, body), (200, json!({"compatibility": level})));
     }
 }
 
 /// A record `R` with the given fields (JSON fragments).
 fn record(fields: &[&str]) -> String {
-    format!(
-        r#"{{"type":"record","name":"R","namespace":"t","fields":[{}]}}"#,
-        fields.join(",")
-    )
+    format!(r#"{{"type":"record","name":"R","namespace":"t","fields":[{}]}}"#, fields.join(","))
 }
 
 const A: &str = r#"{"name":"a","type":"int"}"#;
@@ -218,15 +164,8 @@ const B: &str = r#"{"name":"b","type":"int"}"#;
 fn assert_error(response: (u16, Value), code: u64) {
     let (status, body) = response;
     assert_eq!(body["error_code"], json!(code), "body: {body}");
-    assert_eq!(
-        u64::from(status),
-        if code >= 1000 { code / 100 } else { code },
-        "body: {body}"
-    );
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "body: {body}"
-    );
+    assert_eq!(u64::from(status), if code >= 1000 { code / 100 } else { code }, "body: {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
 }
 
 async fn register_versions_and_fetch(api: Api) {
@@ -234,59 +173,28 @@ async fn register_versions_and_fetch(api: Api) {
     let v1 = record(&[A]);
     let id1 = api.register_ok("s1", &v1).await;
     let spaced = v1.replace(',', " ,\n ");
-    assert_eq!(
-        api.register_ok("s1", &spaced).await,
-        id1,
-        "same schema, same id"
-    );
-    assert_eq!(
-        api.get("/subjects/s1/versions").await,
-        (200, json!([1])),
-        "no new version"
-    );
+    assert_eq!(api.register_ok("s1", &spaced).await, id1, "same schema, same id");
+    assert_eq!(api.get("/subjects/s1/versions").await, (200, json!([1])), "no new version");
     let id2 = api.register_ok("s1", &record(&[A, B_DEFAULT])).await;
     assert_ne!(id1, id2);
-    assert_eq!(
-        api.register_ok("s2", &v1).await,
-        id1,
-        "global id reused across subjects"
-    );
+    assert_eq!(api.register_ok("s2", &v1).await, id1, "global id reused across subjects");
     assert_eq!(api.get("/subjects").await, (200, json!(["s1", "s2"])));
     assert_eq!(api.get("/subjects/s1/versions").await, (200, json!([1, 2])));
 
     let (status, latest) = api.get("/subjects/s1/versions/latest").await;
     assert_eq!(status, 200);
-    assert_eq!(
-        (
-            latest["subject"].clone(),
-            latest["version"].clone(),
-            latest["id"].as_u64()
-        ),
-        (json!("s1"), json!(2), Some(id2))
-    );
+    assert_eq!((latest["subject"].clone(), latest["version"].clone(), latest["id"].as_u64()), (json!("s1"), json!(2), Some(id2)));
     let (_, first) = api.get("/subjects/s1/versions/1").await;
     let schema: Value = serde_json::from_str(first["schema"].as_str().unwrap()).unwrap();
     assert_eq!(schema, serde_json::from_str::<Value>(&v1).unwrap());
-    assert_eq!(
-        api.get("/subjects/s1/versions/1/schema").await,
-        (200, schema.clone())
-    );
+    assert_eq!(api.get("/subjects/s1/versions/1/schema").await, (200, schema.clone()));
 
     let (status, by_id) = api.get(&format!("/schemas/ids/{id1}")).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        serde_json::from_str::<Value>(by_id["schema"].as_str().unwrap()).unwrap(),
-        schema
-    );
-    assert!(
-        by_id.get("schemaType").is_none() && by_id.get("references").is_none(),
-        "{by_id}"
-    );
+    assert_eq!(serde_json::from_str::<Value>(by_id["schema"].as_str().unwrap()).unwrap(), schema);
+    assert!(by_id.get("schemaType").is_none() && by_id.get("references").is_none(), "{by_id}");
     let (_, usages) = api.get(&format!("/schemas/ids/{id1}/versions")).await;
-    assert_eq!(
-        usages,
-        json!([{"subject": "s1", "version": 1}, {"subject": "s2", "version": 1}])
-    );
+    assert_eq!(usages, json!([{"subject": "s1", "version": 1}, {"subject": "s2", "version": 1}]));
 
     assert_error(api.get("/schemas/ids/9999").await, 40403);
     assert_error(api.get("/subjects/nope/versions").await, 40401);
@@ -297,28 +205,11 @@ async fn register_versions_and_fetch(api: Api) {
 
 async fn lookup(api: Api) {
     let id = api.register_ok("s", &record(&[A])).await;
-    let (status, found) = api
-        .post("/subjects/s", json!({"schema": record(&[A])}))
-        .await;
+    let (status, found) = api.post("/subjects/s", json!({"schema": record(&[A])})).await;
     assert_eq!(status, 200, "{found}");
-    assert_eq!(
-        (
-            found["subject"].clone(),
-            found["version"].clone(),
-            found["id"].as_u64()
-        ),
-        (json!("s"), json!(1), Some(id))
-    );
-    assert_error(
-        api.post("/subjects/s", json!({"schema": record(&[A, B])}))
-            .await,
-        40403,
-    );
-    assert_error(
-        api.post("/subjects/other", json!({"schema": record(&[A])}))
-            .await,
-        40401,
-    );
+    assert_eq!((found["subject"].clone(), found["version"].clone(), found["id"].as_u64()), (json!("s"), json!(1), Some(id)));
+    assert_error(api.post("/subjects/s", json!({"schema": record(&[A, B])})).await, 40403);
+    assert_error(api.post("/subjects/other", json!({"schema": record(&[A])})).await, 40401);
 }
 
 async fn backward_rejects_new_field_without_default(api: Api) {
@@ -332,8 +223,7 @@ async fn forward_rejects_removing_field_without_default(api: Api) {
     api.set_level("s", "FORWARD").await;
     api.register_ok("s", &record(&[A, B])).await;
     assert_error(api.register("s", &record(&[A])).await, 409);
-    api.register_ok("s", &record(&[A, B, r#"{"name":"c","type":"string"}"#]))
-        .await;
+    api.register_ok("s", &record(&[A, B, r#"{"name":"c","type":"string"}"#])).await;
 }
 
 async fn full_requires_both_directions(api: Api) {
@@ -342,20 +232,9 @@ async fn full_requires_both_directions(api: Api) {
     assert_error(api.register("s", &record(&[A, B])).await, 409);
     api.register_ok("s", &record(&[A, B_DEFAULT])).await;
     // Drops b and adds c, both with defaults: readable in both directions.
-    api.register_ok(
-        "s",
-        &record(&[A, r#"{"name":"c","type":"long","default":1}"#]),
-    )
-    .await;
-    assert_eq!(
-        api.get("/subjects/s/versions").await,
-        (200, json!([1, 2, 3]))
-    );
-    assert_error(
-        api.register("s", &record(&[r#"{"name":"c","type":"long","default":1}"#]))
-            .await,
-        409,
-    );
+    api.register_ok("s", &record(&[A, r#"{"name":"c","type":"long","default":1}"#])).await;
+    assert_eq!(api.get("/subjects/s/versions").await, (200, json!([1, 2, 3])));
+    assert_error(api.register("s", &record(&[r#"{"name":"c","type":"long","default":1}"#])).await, 409);
 }
 
 async fn transitive_checks_every_version(api: Api) {
@@ -373,89 +252,35 @@ async fn compatibility_endpoint(api: Api) {
     api.register_ok("s", &record(&[A])).await;
     let ok = json!({"schema": record(&[A, B_DEFAULT])});
     let bad = json!({"schema": record(&[A, B])});
-    assert_eq!(
-        api.post("/compatibility/subjects/s/versions/latest", ok.clone())
-            .await,
-        (200, json!({"is_compatible": true}))
-    );
-    assert_eq!(
-        api.post("/compatibility/subjects/s/versions/1", bad.clone())
-            .await,
-        (200, json!({"is_compatible": false}))
-    );
-    let (_, verbose) = api
-        .post(
-            "/compatibility/subjects/s/versions/latest?verbose=true",
-            bad.clone(),
-        )
-        .await;
+    assert_eq!(api.post("/compatibility/subjects/s/versions/latest", ok.clone()).await, (200, json!({"is_compatible": true})));
+    assert_eq!(api.post("/compatibility/subjects/s/versions/1", bad.clone()).await, (200, json!({"is_compatible": false})));
+    let (_, verbose) = api.post("/compatibility/subjects/s/versions/latest?verbose=true", bad.clone()).await;
     assert_eq!(verbose["is_compatible"], json!(false));
-    assert!(
-        !verbose["messages"].as_array().unwrap().is_empty(),
-        "{verbose}"
-    );
-    let (_, verbose_ok) = api
-        .post(
-            "/compatibility/subjects/s/versions/latest?verbose=True",
-            ok.clone(),
-        )
-        .await;
+    assert!(!verbose["messages"].as_array().unwrap().is_empty(), "{verbose}");
+    let (_, verbose_ok) = api.post("/compatibility/subjects/s/versions/latest?verbose=True", ok.clone()).await;
     assert_eq!(verbose_ok, json!({"is_compatible": true, "messages": []}));
-    assert_eq!(
-        api.post("/compatibility/subjects/s/versions", bad.clone())
-            .await,
-        (200, json!({"is_compatible": false}))
-    );
-    assert_error(
-        api.post("/compatibility/subjects/s/versions/7", ok.clone())
-            .await,
-        40402,
-    );
-    assert_error(
-        api.post("/compatibility/subjects/none/versions/latest", ok)
-            .await,
-        40401,
-    );
+    assert_eq!(api.post("/compatibility/subjects/s/versions", bad.clone()).await, (200, json!({"is_compatible": false})));
+    assert_error(api.post("/compatibility/subjects/s/versions/7", ok.clone()).await, 40402);
+    assert_error(api.post("/compatibility/subjects/none/versions/latest", ok).await, 40401);
     api.set_level("s", "NONE").await;
-    assert_eq!(
-        api.post("/compatibility/subjects/s/versions/latest", bad)
-            .await,
-        (200, json!({"is_compatible": true}))
-    );
+    assert_eq!(api.post("/compatibility/subjects/s/versions/latest", bad).await, (200, json!({"is_compatible": true})));
 }
 
 async fn soft_and_permanent_delete(api: Api) {
     api.set_level("s", "NONE").await;
     let id1 = api.register_ok("s", &record(&[A])).await;
     api.register_ok("s", &record(&[B])).await;
-    assert_error(
-        api.delete("/subjects/s/versions/1?permanent=true").await,
-        40407,
-    );
+    assert_error(api.delete("/subjects/s/versions/1?permanent=true").await, 40407);
     assert_eq!(api.delete("/subjects/s/versions/1").await, (200, json!(1)));
     assert_error(api.get("/subjects/s/versions/1").await, 40402);
     assert_eq!(api.get("/subjects/s/versions/1?deleted=true").await.0, 200);
     assert_eq!(api.get("/subjects/s/versions").await, (200, json!([2])));
-    assert_eq!(
-        api.get("/subjects/s/versions?deleted=true").await,
-        (200, json!([1, 2]))
-    );
-    assert_error(
-        api.post("/subjects/s", json!({"schema": record(&[A])}))
-            .await,
-        40403,
-    );
+    assert_eq!(api.get("/subjects/s/versions?deleted=true").await, (200, json!([1, 2])));
+    assert_error(api.post("/subjects/s", json!({"schema": record(&[A])})).await, 40403);
     assert_error(api.delete("/subjects/s/versions/1").await, 40406);
-    assert_eq!(
-        api.delete("/subjects/s/versions/1?permanent=true").await,
-        (200, json!(1))
-    );
+    assert_eq!(api.delete("/subjects/s/versions/1?permanent=true").await, (200, json!(1)));
     assert_error(api.get("/subjects/s/versions/1?deleted=true").await, 40402);
-    assert_eq!(
-        api.get(&format!("/schemas/ids/{id1}")).await.0,
-        200,
-        "ids outlive versions"
-    );
+    assert_eq!(api.get(&format!("/schemas/ids/{id1}")).await.0, 200, "ids outlive versions");
 
     assert_error(api.delete("/subjects/s?permanent=true").await, 40405);
     assert_eq!(api.delete("/subjects/s").await, (200, json!([2])));
@@ -464,70 +289,31 @@ async fn soft_and_permanent_delete(api: Api) {
     assert_error(api.get("/subjects/s/versions").await, 40401);
     assert_error(api.get("/subjects/s/versions/latest").await, 40401);
     assert_error(api.delete("/subjects/s").await, 40404);
-    assert_eq!(
-        api.delete("/subjects/s?permanent=true").await,
-        (200, json!([2]))
-    );
+    assert_eq!(api.delete("/subjects/s?permanent=true").await, (200, json!([2])));
     assert_eq!(api.get("/subjects?deleted=true").await, (200, json!([])));
     assert_error(api.delete("/subjects/s").await, 40401);
 
     let id = api.register_ok("t", &record(&[A])).await;
     api.delete("/subjects/t").await;
     assert_eq!(api.register_ok("t", &record(&[A])).await, id);
-    assert_eq!(
-        api.get("/subjects/t/versions").await,
-        (200, json!([2])),
-        "numbering continues"
-    );
+    assert_eq!(api.get("/subjects/t/versions").await, (200, json!([2])), "numbering continues");
 }
 
 async fn config(api: Api) {
-    assert_eq!(
-        api.get("/config").await,
-        (200, json!({"compatibilityLevel": "BACKWARD"}))
-    );
-    assert_eq!(
-        api.put("/config", json!({"compatibility": "FULL"})).await,
-        (200, json!({"compatibility": "FULL"}))
-    );
-    assert_eq!(
-        api.get("/config").await,
-        (200, json!({"compatibilityLevel": "FULL"}))
-    );
+    assert_eq!(api.get("/config").await, (200, json!({"compatibilityLevel": "BACKWARD"})));
+    assert_eq!(api.put("/config", json!({"compatibility": "FULL"})).await, (200, json!({"compatibility": "FULL"})));
+    assert_eq!(api.get("/config").await, (200, json!({"compatibilityLevel": "FULL"})));
     assert_error(api.get("/config/s").await, 40408);
-    assert_eq!(
-        api.get("/config/s?defaultToGlobal=true").await,
-        (200, json!({"compatibilityLevel": "FULL"}))
-    );
+    assert_eq!(api.get("/config/s?defaultToGlobal=true").await, (200, json!({"compatibilityLevel": "FULL"})));
     api.set_level("s", "NONE").await;
-    assert_eq!(
-        api.get("/config/s").await,
-        (200, json!({"compatibilityLevel": "NONE"}))
-    );
-    assert_error(
-        api.put("/config/s", json!({"compatibility": "SIDEWAYS"}))
-            .await,
-        42203,
-    );
-    assert_error(
-        api.put("/config", json!({"compatibility": "SIDEWAYS"}))
-            .await,
-        42203,
-    );
-    assert_eq!(
-        api.delete("/config/s").await,
-        (200, json!({"compatibilityLevel": "NONE"}))
-    );
+    assert_eq!(api.get("/config/s").await, (200, json!({"compatibilityLevel": "NONE"})));
+    assert_error(api.put("/config/s", json!({"compatibility": "SIDEWAYS"})).await, 42203);
+    assert_error(api.put("/config", json!({"compatibility": "SIDEWAYS"})).await, 42203);
+    assert_eq!(api.delete("/config/s").await, (200, json!({"compatibilityLevel": "NONE"})));
     assert_error(api.get("/config/s").await, 40408);
     assert_error(api.delete("/config/unknown").await, 40401);
-    assert_eq!(
-        api.delete("/config").await,
-        (200, json!({"compatibilityLevel": "FULL"}))
-    );
-    assert_eq!(
-        api.get("/config").await,
-        (200, json!({"compatibilityLevel": "BACKWARD"}))
-    );
+    assert_eq!(api.delete("/config").await, (200, json!({"compatibilityLevel": "FULL"})));
+    assert_eq!(api.get("/config").await, (200, json!({"compatibilityLevel": "BACKWARD"})));
 }
 
 const MONEY: &str = r#"{"type":"record","name":"Money","namespace":"studio.finance","fields":[{"name":"cents","type":"long"},{"name":"currency","type":"string"}]}"#;
@@ -539,75 +325,32 @@ async fn references(api: Api) {
     let money_ref = json!([{"name": "studio.finance.Money", "subject": "money", "version": 1}]);
     assert_error(api.register("payment", PAYMENT).await, 42201);
     let missing = json!([{"name": "studio.finance.Money", "subject": "money", "version": 2}]);
-    assert_error(
-        api.post(
-            "/subjects/payment/versions",
-            json!({"schema": PAYMENT, "references": missing}),
-        )
-        .await,
-        42201,
-    );
-    let (status, body) = api
-        .post(
-            "/subjects/payment/versions",
-            json!({"schema": PAYMENT, "schemaType": "AVRO", "references": money_ref}),
-        )
-        .await;
+    assert_error(api.post("/subjects/payment/versions", json!({"schema": PAYMENT, "references": missing})).await, 42201);
+    let (status, body) =
+        api.post("/subjects/payment/versions", json!({"schema": PAYMENT, "schemaType": "AVRO", "references": money_ref})).await;
     assert_eq!(status, 200, "{body}");
     let payment_id = body["id"].as_u64().unwrap();
     let (_, by_id) = api.get(&format!("/schemas/ids/{payment_id}")).await;
     assert_eq!(by_id["references"], money_ref);
     let (_, latest) = api.get("/subjects/payment/versions/latest").await;
     assert_eq!(latest["references"], money_ref);
-    let (status, found) = api
-        .post(
-            "/subjects/payment",
-            json!({"schema": PAYMENT, "references": money_ref}),
-        )
-        .await;
+    let (status, found) = api.post("/subjects/payment", json!({"schema": PAYMENT, "references": money_ref})).await;
     assert_eq!((status, found["id"].as_u64()), (200, Some(payment_id)));
 
     // Ledger names only Payment; Money is resolved through Payment's own references.
-    let payment_ref =
-        json!([{"name": "studio.finance.Payment", "subject": "payment", "version": 1}]);
-    let (status, body) = api
-        .post(
-            "/subjects/ledger/versions",
-            json!({"schema": LEDGER, "references": payment_ref}),
-        )
-        .await;
+    let payment_ref = json!([{"name": "studio.finance.Payment", "subject": "payment", "version": 1}]);
+    let (status, body) = api.post("/subjects/ledger/versions", json!({"schema": LEDGER, "references": payment_ref})).await;
     assert_eq!(status, 200, "{body}");
 }
 
 async fn invalid_schemas(api: Api) {
     let (status, body) = api.register("s", r#"{"type":"record","name":"R"}"#).await;
     assert_error((status, body.clone()), 42201);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid avro schema"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("invalid avro schema"), "{body}");
     assert_error(api.register("s", "{not json").await, 42201);
     assert_error(api.register("s", r#"{"type":"nope"}"#).await, 42201);
-    assert_error(
-        api.post(
-            "/subjects/s/versions",
-            json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}),
-        )
-        .await,
-        42201,
-    );
-    assert_error(
-        api.call(
-            Method::POST,
-            "/subjects/s/versions",
-            Some(json!("just a string")),
-        )
-        .await,
-        400,
-    );
+    assert_error(api.post("/subjects/s/versions", json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"})).await, 42201);
+    assert_error(api.call(Method::POST, "/subjects/s/versions", Some(json!("just a string"))).await, 400);
     assert_error(api.get("/subjects/s/versions").await, 40401);
 }
 
@@ -616,10 +359,7 @@ async fn concurrent_registrations_share_one_id(api: Api) {
     let tasks: Vec<_> = (0..8)
         .map(|n| {
             let (api, schema) = (api.clone(), schema.clone());
-            tokio::spawn(async move {
-                api.register_ok(if n % 2 == 0 { "even" } else { "odd" }, &schema)
-                    .await
-            })
+            tokio::spawn(async move { api.register_ok(if n % 2 == 0 { "even" } else { "odd" }, &schema).await })
         })
         .collect();
     let mut ids = Vec::new();

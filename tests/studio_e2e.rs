@@ -19,7 +19,12 @@ async fn launch_date_change_flows_to_kafka_and_both_apis() {
     let http = reqwest::Client::new();
 
     let before = graphql(&http, studio.http_addr, r#"{ cash_flows(ids: ["cf-000001"]) { version months { month amount } } }"#).await;
-    let resp = graphql(&http, studio.http_addr, r#"mutation { reschedule(schedule_id: "sch-000001", launch_date: "2031-03-01") { id changes { entity id type version } } }"#).await;
+    let resp = graphql(
+        &http,
+        studio.http_addr,
+        r#"mutation { reschedule(schedule_id: "sch-000001", launch_date: "2031-03-01") { id changes { entity id type version } } }"#,
+    )
+    .await;
     assert!(resp.get("errors").is_none(), "{resp}");
     let changes = &resp["data"]["reschedule"]["changes"];
     assert_eq!(changes[0], serde_json::json!({"entity": "schedule", "id": "sch-000001", "type": "UPDATE", "version": 2}));
@@ -49,7 +54,11 @@ async fn launch_date_change_flows_to_kafka_and_both_apis() {
 
     // gRPC serves the same version; unknown ids are reported missing.
     let mut client = StudioSourceClient::connect(format!("http://{}", studio.grpc_addr)).await.expect("grpc connects");
-    let reply = client.batch_get(BatchGetRequest { entity: "schedule".into(), ids: vec!["sch-000001".into(), "sch-424242".into()] }).await.expect("batch get").into_inner();
+    let reply = client
+        .batch_get(BatchGetRequest { entity: "schedule".into(), ids: vec!["sch-000001".into(), "sch-424242".into()] })
+        .await
+        .expect("batch get")
+        .into_inner();
     assert_eq!(reply.missing_ids, ["sch-424242"]);
     assert_eq!(reply.found.len(), 1);
     assert_eq!(reply.found[0].version, 2);
@@ -58,10 +67,17 @@ async fn launch_date_change_flows_to_kafka_and_both_apis() {
 
     // Third-party clients: Python confluent-kafka reads the event; grpcurl and curl query the APIs.
     let topic = EntityKind::Schedule.changes_topic(&cfg.studio.topic_prefix);
-    let (ok, out, err) = run_command(tokio::process::Command::new(env("TEST_PYTHON")).args(["tests/py/read_events.py", &kafka_bootstrap(), &topic, "1"]), WAIT).await;
+    let (ok, out, err) = run_command(
+        tokio::process::Command::new(env("TEST_PYTHON")).args(["tests/py/read_events.py", &kafka_bootstrap(), &topic, "1"]),
+        WAIT,
+    )
+    .await;
     assert!(ok, "python reader failed:\n{out}\n{err}");
     let line: serde_json::Value = serde_json::from_str(out.lines().next().expect("one event")).expect("json line");
-    assert_eq!((line["key"].as_str(), line["value"]["type"].as_str(), line["value"]["version"].as_i64()), (Some("sch-000001"), Some("UPDATE"), Some(2)));
+    assert_eq!(
+        (line["key"].as_str(), line["value"]["type"].as_str(), line["value"]["version"].as_i64()),
+        (Some("sch-000001"), Some("UPDATE"), Some(2))
+    );
 
     let (ok, out, err) = run_command(
         tokio::process::Command::new(env("TEST_GRPCURL")).args([
@@ -116,8 +132,18 @@ async fn create_and_delete_publish_every_touched_entity() {
     assert!(created.get("errors").is_none(), "{created}");
     let id = created["data"]["create_production"]["id"].as_str().unwrap().to_string();
     assert_eq!(id, "prod-000006");
-    let deleted = graphql(&http, studio.http_addr, &format!(r#"mutation {{ delete_production(id: "{id}") {{ changes {{ entity type version }} }} }}"#)).await;
-    let types: Vec<_> = deleted["data"]["delete_production"]["changes"].as_array().unwrap().iter().map(|c| (c["entity"].as_str().unwrap().to_string(), c["type"].as_str().unwrap().to_string(), c["version"].as_i64().unwrap())).collect();
+    let deleted = graphql(
+        &http,
+        studio.http_addr,
+        &format!(r#"mutation {{ delete_production(id: "{id}") {{ changes {{ entity type version }} }} }}"#),
+    )
+    .await;
+    let types: Vec<_> = deleted["data"]["delete_production"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["entity"].as_str().unwrap().to_string(), c["type"].as_str().unwrap().to_string(), c["version"].as_i64().unwrap()))
+        .collect();
     assert_eq!(types.len(), 4, "{deleted}");
     assert!(types.iter().all(|(_, t, v)| t == "DELETE" && *v == 2), "{types:?}");
 
@@ -125,14 +151,28 @@ async fn create_and_delete_publish_every_touched_entity() {
     for kind in [EntityKind::Production, EntityKind::Budget, EntityKind::Schedule, EntityKind::CashFlow] {
         let msgs = read_n(&kind.changes_topic(&cfg.studio.topic_prefix), 2, 2, WAIT);
         let events: Vec<_> = msgs.iter().map(|(k, v)| ChangeEvent::decode_json(v.as_deref().unwrap(), Some(k), None).unwrap()).collect();
-        assert_eq!(events.iter().map(|e| (e.change_type, e.version)).collect::<Vec<_>>(), [(ChangeType::Create, Some(1)), (ChangeType::Delete, Some(2))], "{kind}");
+        assert_eq!(
+            events.iter().map(|e| (e.change_type, e.version)).collect::<Vec<_>>(),
+            [(ChangeType::Create, Some(1)), (ChangeType::Delete, Some(2))],
+            "{kind}"
+        );
     }
     // Reads report the tombstone with the delete's version.
-    let t = graphql(&http, studio.http_addr, &format!(r#"{{ productions(ids: ["{id}"]) {{ id }} tombstones(entity: production, ids: ["{id}"]) {{ id version }} }}"#)).await;
+    let t = graphql(
+        &http,
+        studio.http_addr,
+        &format!(r#"{{ productions(ids: ["{id}"]) {{ id }} tombstones(entity: production, ids: ["{id}"]) {{ id version }} }}"#),
+    )
+    .await;
     assert_eq!(t["data"]["productions"], serde_json::json!([]));
     assert_eq!(t["data"]["tombstones"], serde_json::json!([{"id": id, "version": 2}]));
     // Invalid input: a clear error, no event, no version bump.
-    let bad = graphql(&http, studio.http_addr, r#"mutation { set_budget_line(budget_id: "bud-000001", category: "CATERING", amount: 5) { id } }"#).await;
+    let bad = graphql(
+        &http,
+        studio.http_addr,
+        r#"mutation { set_budget_line(budget_id: "bud-000001", category: "CATERING", amount: 5) { id } }"#,
+    )
+    .await;
     let msg = bad["errors"][0]["message"].as_str().unwrap();
     assert!(msg.contains("category") && msg.contains("CATERING"), "{msg}");
     assert_eq!(bad["errors"][0]["extensions"]["code"], "BAD_REQUEST");

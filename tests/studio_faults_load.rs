@@ -21,17 +21,26 @@ async fn injected_faults_reach_both_apis_and_can_be_cleared_at_runtime() {
     let r = graphql(&http, studio.http_addr, r#"{ budgets(ids: ["bud-000001"]) { id } }"#).await;
     assert_eq!(r["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{r}");
     let mut client = StudioSourceClient::connect(format!("http://{}", studio.grpc_addr)).await.unwrap();
-    let status = client.batch_get(BatchGetRequest { entity: "budget".into(), ids: vec!["bud-000001".into()] }).await.expect_err("fault injected");
+    let status =
+        client.batch_get(BatchGetRequest { entity: "budget".into(), ids: vec!["bud-000001".into()] }).await.expect_err("fault injected");
     assert_eq!(status.code(), tonic::Code::Unavailable);
     // Mutations are never faulted: they drive the tests.
-    let m = graphql(&http, studio.http_addr, r#"mutation { set_budget_line(budget_id: "bud-000001", category: "POST", amount: 1) { id } }"#).await;
+    let m =
+        graphql(&http, studio.http_addr, r#"mutation { set_budget_line(budget_id: "bud-000001", category: "POST", amount: 1) { id } }"#)
+            .await;
     assert!(m.get("errors").is_none(), "{m}");
 
     // Switch to pure latency at runtime; the read now succeeds and takes at least that long.
-    let put = http.put(format!("http://{}/admin/faults", studio.http_addr)).body(r#"{"latency": "150ms", "error_rate": 0.0}"#).send().await.unwrap();
+    let put = http
+        .put(format!("http://{}/admin/faults", studio.http_addr))
+        .body(r#"{"latency": "150ms", "error_rate": 0.0}"#)
+        .send()
+        .await
+        .unwrap();
     assert!(put.status().is_success(), "{}", put.text().await.unwrap());
     let started = Instant::now();
-    let reply = client.batch_get(BatchGetRequest { entity: "budget".into(), ids: vec!["bud-000001".into()] }).await.expect("no fault").into_inner();
+    let reply =
+        client.batch_get(BatchGetRequest { entity: "budget".into(), ids: vec!["bud-000001".into()] }).await.expect("no fault").into_inner();
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert_eq!(reply.found[0].version, 2);
     // Invalid fault settings are rejected with the key named.
@@ -97,7 +106,7 @@ async fn full_buffer_is_counted_and_waited_out_never_dropped() {
     let cfg = studio_config(&[ov("kafka.producer.buffer_max_messages", 1), ov("kafka.producer.linger", "\"20ms\"")]);
     let metrics = Metrics::new();
     let topic = unique("it-buffer");
-    slate::kafka::ensure_topics(&cfg.kafka, &[topic.clone()], 1, 1).await.unwrap();
+    slate::kafka::ensure_topics(&cfg.kafka, std::slice::from_ref(&topic), 1, 1).await.unwrap();
     let producer = Producer::try_new(&cfg.kafka, metrics.clone()).unwrap();
     let mut pending = Vec::new();
     for i in 0..20 {

@@ -12,9 +12,11 @@
 
 mod secret;
 mod sections;
+mod studio;
 
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
+pub use studio::*;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -72,7 +74,9 @@ impl Config {
             ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key }
         })?;
         config.validate().map_err(|e| match e {
-            ConfigError::Invalid { key, message } => ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key },
+            ConfigError::Invalid { key, message } => {
+                ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key }
+            }
             other => other,
         })?;
         Ok(config)
@@ -106,7 +110,10 @@ pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> Result
         }
         let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         if parts.iter().any(String::is_empty) {
-            return Err(ConfigError::Env { var, message: "has an empty key segment; use SLATE_SECTION__KEY, e.g. SLATE_KAFKA__BOOTSTRAP_SERVERS".into() });
+            return Err(ConfigError::Env {
+                var,
+                message: "has an empty key segment; use SLATE_SECTION__KEY, e.g. SLATE_KAFKA__BOOTSTRAP_SERVERS".into(),
+            });
         }
         out.push(Override { key: parts.join("."), value, origin: format!("env {var}") });
     }
@@ -120,10 +127,9 @@ fn apply_override(tree: &mut toml::Table, o: &Override) -> Result<(), ConfigErro
     let mut table = tree;
     for (i, part) in parents.iter().enumerate() {
         let entry = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
-            var: o.origin.clone(),
-            message: format!("`{}` is not a section", parts[..=i].join(".")),
-        })?;
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Env { var: o.origin.clone(), message: format!("`{}` is not a section", parts[..=i].join(".")) })?;
     }
     table.insert(last.to_string(), scalar(&o.value));
     Ok(())

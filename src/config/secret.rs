@@ -99,13 +99,7 @@ pub fn redact_url_password(url: &str) -> String {
     let Some(colon) = userinfo.find(':') else {
         return url.to_string();
     };
-    format!(
-        "{}{}:{}{}",
-        &url[..scheme_end + 3],
-        &userinfo[..colon],
-        REDACTED,
-        &rest[at..]
-    )
+    format!("{}{}:{}{}", &url[..scheme_end + 3], &userinfo[..colon], REDACTED, &rest[at..])
 }
 
 impl fmt::Debug for SecretUrl {

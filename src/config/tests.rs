@@ -66,7 +66,10 @@ fn sasl_and_tls_combinations_are_checked() {
     assert!(e.contains("kafka.sasl"), "{e}");
     let e = err(load_str("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"p\"\n", &[]));
     assert!(e.contains("kafka.security_protocol") && e.contains("sasl_ssl"), "{e}");
-    let e = err(load_str("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n[kafka.sasl]\nmechanism = \"GSSAPI\"\nusername = \"u\"\npassword = \"p\"\n", &[]));
+    let e = err(load_str(
+        "[kafka]\nsecurity_protocol = \"sasl_ssl\"\n[kafka.sasl]\nmechanism = \"GSSAPI\"\nusername = \"u\"\npassword = \"p\"\n",
+        &[],
+    ));
     assert!(e.contains("kafka.sasl.mechanism"), "{e}");
     let e = err(load_str("[kafka]\nsecurity_protocol = \"ssl\"\n[kafka.tls]\nca_location = \"/nonexistent/ca.pem\"\n", &[]));
     assert!(e.contains("kafka.tls.ca_location") && e.contains("does not exist"), "{e}");

@@ -33,7 +33,12 @@ impl ProduceError {
             Self::BufferFull(_) => true,
             Self::Delivery { source, .. } | Self::Enqueue { source, .. } => !matches!(
                 source.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessage | RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::UnknownTopicOrPartition)
+                Some(
+                    RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::InvalidMessage
+                        | RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                )
             ),
         }
     }
@@ -57,7 +62,13 @@ impl Producer {
 
     /// Puts one message in the buffer, in call order (so per-partition order follows call order),
     /// and returns the future of its acknowledgement. `payload = None` produces a tombstone.
-    pub async fn enqueue(&self, topic: &str, key: &[u8], payload: Option<&[u8]>, headers: Option<OwnedHeaders>) -> Result<DeliveryFuture, ProduceError> {
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<DeliveryFuture, ProduceError> {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key);
         if let Some(p) = payload {
             record = record.payload(p);
@@ -106,7 +117,13 @@ impl Producer {
     }
 
     /// Enqueues and waits for the broker's acknowledgement.
-    pub async fn send(&self, topic: &str, key: &[u8], payload: Option<&[u8]>, headers: Option<OwnedHeaders>) -> Result<(i32, i64), ProduceError> {
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(i32, i64), ProduceError> {
         self.enqueue(topic, key, payload, headers).await?.await
     }
 

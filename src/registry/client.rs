@@ -41,21 +41,10 @@ pub enum ClientError {
     },
     /// Transient: 5xx, 408 or 429.
     #[error("schema registry at {url} is unavailable: http {status}: {message}")]
-    Unavailable {
-        url: String,
-        status: u16,
-        message: String,
-    },
+    Unavailable { url: String, status: u16, message: String },
     /// Permanent: the registry refused the request (4xx) with this `error_code`.
-    #[error(
-        "schema registry rejected request to {url}: http {status}, error_code {error_code}: {message}"
-    )]
-    Rejected {
-        url: String,
-        status: u16,
-        error_code: u32,
-        message: String,
-    },
+    #[error("schema registry rejected request to {url}: http {status}, error_code {error_code}: {message}")]
+    Rejected { url: String, status: u16, error_code: u32, message: String },
     /// Permanent: a 2xx response this client cannot use.
     #[error("unexpected schema registry response from {url}: {reason}")]
     InvalidResponse { url: String, reason: String },
@@ -119,44 +108,22 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     /// `timeout` bounds each request (connect included).
-    pub fn try_new(
-        base_url: &str,
-        auth: RegistryAuth,
-        timeout: Duration,
-    ) -> Result<Self, ClientError> {
-        let base = Url::parse(base_url).map_err(|err| ClientError::InvalidConfig {
-            setting: base_url.to_owned(),
-            reason: err.to_string(),
-        })?;
+    pub fn try_new(base_url: &str, auth: RegistryAuth, timeout: Duration) -> Result<Self, ClientError> {
+        let base =
+            Url::parse(base_url).map_err(|err| ClientError::InvalidConfig { setting: base_url.to_owned(), reason: err.to_string() })?;
         if base.cannot_be_a_base() {
-            return Err(ClientError::InvalidConfig {
-                setting: base_url.to_owned(),
-                reason: "not a base url".to_owned(),
-            });
+            return Err(ClientError::InvalidConfig { setting: base_url.to_owned(), reason: "not a base url".to_owned() });
         }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .map_err(|err| ClientError::InvalidConfig {
-                setting: "http client".to_owned(),
-                reason: err.to_string(),
-            })?;
-        Ok(RegistryClient {
-            base,
-            auth,
-            http,
-            by_id: Mutex::new(HashMap::new()),
-        })
+            .map_err(|err| ClientError::InvalidConfig { setting: "http client".to_owned(), reason: err.to_string() })?;
+        Ok(RegistryClient { base, auth, http, by_id: Mutex::new(HashMap::new()) })
     }
 
     /// Registers `schema_json` under `subject` (or finds it); returns its global id.
-    pub async fn register(
-        &self,
-        subject: &str,
-        schema_json: &str,
-        references: &[SchemaReference],
-    ) -> Result<u32, ClientError> {
+    pub async fn register(&self, subject: &str, schema_json: &str, references: &[SchemaReference]) -> Result<u32, ClientError> {
         let url = self.url(&["subjects", subject, "versions"]);
         let body = schema_body(schema_json, references);
         let response: IdResponse = self.call(Method::POST, url, Some(body)).await?;
@@ -176,21 +143,11 @@ impl RegistryClient {
 
     /// The id of `schema_json` if it is registered under `subject`; `None` when the subject
     /// or the schema is unknown (40401, 40403).
-    pub async fn lookup(
-        &self,
-        subject: &str,
-        schema_json: &str,
-    ) -> Result<Option<u32>, ClientError> {
+    pub async fn lookup(&self, subject: &str, schema_json: &str) -> Result<Option<u32>, ClientError> {
         let url = self.url(&["subjects", subject]);
-        match self
-            .call::<RegisteredVersion>(Method::POST, url, Some(schema_body(schema_json, &[])))
-            .await
-        {
+        match self.call::<RegisteredVersion>(Method::POST, url, Some(schema_body(schema_json, &[]))).await {
             Ok(found) => Ok(Some(found.id)),
-            Err(ClientError::Rejected {
-                error_code: 40401 | 40403,
-                ..
-            }) => Ok(None),
+            Err(ClientError::Rejected { error_code: 40401 | 40403, .. }) => Ok(None),
             Err(err) => Err(err),
         }
     }
@@ -203,9 +160,7 @@ impl RegistryClient {
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<SchemaById>>> {
         // Entries are inserted whole, so a poisoned cache is still consistent.
-        self.by_id
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.by_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `base` + percent-encoded `segments` (a subject may contain `/` or spaces).
@@ -224,32 +179,22 @@ impl RegistryClient {
         body_opt: Option<serde_json::Value>,
     ) -> Result<T, ClientError> {
         let url_text = url.to_string();
-        let transport = |source| ClientError::Transport {
-            url: url_text.clone(),
-            source,
-        };
-        let mut request = self
-            .http
-            .request(method, url.clone())
-            .header(reqwest::header::ACCEPT, ACCEPT);
+        let transport = |source| ClientError::Transport { url: url_text.clone(), source };
+        let mut request = self.http.request(method, url.clone()).header(reqwest::header::ACCEPT, ACCEPT);
         request = match &self.auth {
             RegistryAuth::None => request,
             RegistryAuth::Basic { user, pass } => request.basic_auth(user, Some(pass)),
             RegistryAuth::Bearer(token) => request.bearer_auth(token),
         };
         if let Some(body) = body_opt {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-                .body(body.to_string());
+            request = request.header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE).body(body.to_string());
         }
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|err| ClientError::InvalidResponse {
-                url: url_text.clone(),
-                reason: format!("http {status}: {err}"),
-            });
+            return serde_json::from_slice(&bytes)
+                .map_err(|err| ClientError::InvalidResponse { url: url_text.clone(), reason: format!("http {status}: {err}") });
         }
         Err(classify(url_text.clone(), status, &bytes))
     }
@@ -269,24 +214,11 @@ fn classify(url: String, status: StatusCode, body: &[u8]) -> ClientError {
         .as_ref()
         .and_then(|error| error.message.clone())
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
-    let transient = status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS;
+    let transient = status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
     if transient {
-        return ClientError::Unavailable {
-            url,
-            status: status.as_u16(),
-            message,
-        };
+        return ClientError::Unavailable { url, status: status.as_u16(), message };
     }
     // Registries without a JSON error body still get a code: the status, as Confluent does.
-    let error_code = parsed
-        .and_then(|error| error.error_code)
-        .unwrap_or(u32::from(status.as_u16()));
-    ClientError::Rejected {
-        url,
-        status: status.as_u16(),
-        error_code,
-        message,
-    }
+    let error_code = parsed.and_then(|error| error.error_code).unwrap_or(u32::from(status.as_u16()));
+    ClientError::Rejected { url, status: status.as_u16(), error_code, message }
 }

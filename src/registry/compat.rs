@@ -32,15 +32,8 @@ pub enum CompatibilityLevel {
 }
 
 impl CompatibilityLevel {
-    pub const ALL: [CompatibilityLevel; 7] = [
-        Self::None,
-        Self::Backward,
-        Self::BackwardTransitive,
-        Self::Forward,
-        Self::ForwardTransitive,
-        Self::Full,
-        Self::FullTransitive,
-    ];
+    pub const ALL: [CompatibilityLevel; 7] =
+        [Self::None, Self::Backward, Self::BackwardTransitive, Self::Forward, Self::ForwardTransitive, Self::Full, Self::FullTransitive];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,24 +49,15 @@ impl CompatibilityLevel {
 
     /// Whether the check runs against every live version rather than only the latest.
     pub fn is_transitive(self) -> bool {
-        matches!(
-            self,
-            Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive
-        )
+        matches!(self, Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive)
     }
 
     fn new_reads_old(self) -> bool {
-        matches!(
-            self,
-            Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive
-        )
+        matches!(self, Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive)
     }
 
     fn old_reads_new(self) -> bool {
-        matches!(
-            self,
-            Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive
-        )
+        matches!(self, Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive)
     }
 }
 
@@ -112,26 +96,18 @@ impl<'de> Deserialize<'de> for CompatibilityLevel {
 /// Non-transitive levels only look at the first entry. Returns one message per violation;
 /// an empty result means compatible.
 pub fn check(level: CompatibilityLevel, new: &Schema, existing: &[(u32, Schema)]) -> Vec<String> {
-    let against = if level.is_transitive() {
-        existing
-    } else {
-        existing.get(..1).unwrap_or(&[])
-    };
+    let against = if level.is_transitive() { existing } else { existing.get(..1).unwrap_or(&[]) };
     let mut messages = Vec::new();
     for (version, old) in against {
         if level.new_reads_old()
             && let Some(reason) = can_read(old, new)
         {
-            messages.push(format!(
-                "new schema cannot read data written with version {version}: {reason}"
-            ));
+            messages.push(format!("new schema cannot read data written with version {version}: {reason}"));
         }
         if level.old_reads_new()
             && let Some(reason) = can_read(new, old)
         {
-            messages.push(format!(
-                "version {version} cannot read data written with the new schema: {reason}"
-            ));
+            messages.push(format!("version {version} cannot read data written with the new schema: {reason}"));
         }
     }
     messages
@@ -141,9 +117,7 @@ pub fn check(level: CompatibilityLevel, new: &Schema, existing: &[(u32, Schema)]
 fn can_read(writer: &Schema, reader: &Schema) -> Option<String> {
     match SchemaCompatibility::can_read(writer, reader) {
         Ok(Compatibility::Full) => None,
-        Ok(Compatibility::Partial) => {
-            Some("only partially compatible (some writer values cannot be resolved)".to_owned())
-        }
+        Ok(Compatibility::Partial) => Some("only partially compatible (some writer values cannot be resolved)".to_owned()),
         Err(err) => Some(err.to_string()),
     }
 }
@@ -153,19 +127,13 @@ mod tests {
     use super::*;
 
     fn record(fields: &str) -> Schema {
-        Schema::parse_str(&format!(
-            r#"{{"type":"record","name":"R","fields":[{fields}]}}"#
-        ))
-        .unwrap()
+        Schema::parse_str(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#)).unwrap()
     }
 
     #[test]
     fn level_names_round_trip() {
         for level in CompatibilityLevel::ALL {
-            assert_eq!(
-                level.to_string().parse::<CompatibilityLevel>().unwrap(),
-                level
-            );
+            assert_eq!(level.to_string().parse::<CompatibilityLevel>().unwrap(), level);
         }
         assert!("SIDEWAYS".parse::<CompatibilityLevel>().is_err());
     }

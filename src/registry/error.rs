@@ -14,23 +14,14 @@ pub enum RegistryError {
     SubjectSoftDeleted(String),
     #[error("subject {0:?} was not deleted first before being permanently deleted")]
     SubjectNotSoftDeleted(String),
-    #[error(
-        "version {version} of subject {subject:?} was soft deleted; set permanent=true to delete permanently"
-    )]
+    #[error("version {version} of subject {subject:?} was soft deleted; set permanent=true to delete permanently")]
     VersionSoftDeleted { subject: String, version: u32 },
-    #[error(
-        "version {version} of subject {subject:?} was not deleted first before being permanently deleted"
-    )]
+    #[error("version {version} of subject {subject:?} was not deleted first before being permanently deleted")]
     VersionNotSoftDeleted { subject: String, version: u32 },
     #[error("subject {0:?} does not have subject-level compatibility configured")]
     SubjectCompatibilityNotConfigured(String),
-    #[error(
-        "schema being registered is incompatible with an earlier schema for subject {subject:?}, details: {messages:?}"
-    )]
-    Incompatible {
-        subject: String,
-        messages: Vec<String>,
-    },
+    #[error("schema being registered is incompatible with an earlier schema for subject {subject:?}, details: {messages:?}")]
+    Incompatible { subject: String, messages: Vec<String> },
     #[error("invalid schema: {0}")]
     InvalidSchema(String),
     #[error("invalid version {0:?}: expected a positive integer, -1 or \"latest\"")]
@@ -74,10 +65,6 @@ impl RegistryError {
     /// HTTP status: the first three digits of the error code.
     pub fn http_status(&self) -> u16 {
         let code = self.error_code();
-        if code >= 1000 {
-            (code / 100) as u16
-        } else {
-            code as u16
-        }
+        if code >= 1000 { (code / 100) as u16 } else { code as u16 }
     }
 }

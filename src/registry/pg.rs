@@ -31,10 +31,7 @@ impl PgStore {
     /// Uses an existing pool and creates the registry tables if missing.
     pub async fn from_pool(pool: PgPool) -> Result<PgStore> {
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(DDL_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK_KEY).execute(&mut *tx).await?;
         sqlx::raw_sql(SCHEMA_SQL).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(PgStore { pool })
@@ -55,16 +52,10 @@ impl PgStore {
         // The conflicting insert has committed (ON CONFLICT waits for it), so it is visible.
         self.find_schema_id(text, references_json)
             .await?
-            .ok_or_else(|| {
-                RegistryError::Corrupt("schema identity conflict without a matching row".to_owned())
-            })
+            .ok_or_else(|| RegistryError::Corrupt("schema identity conflict without a matching row".to_owned()))
     }
 
-    pub(super) async fn find_schema_id(
-        &self,
-        text: &str,
-        references_json: &str,
-    ) -> Result<Option<u32>> {
+    pub(super) async fn find_schema_id(&self, text: &str, references_json: &str) -> Result<Option<u32>> {
         let row = sqlx::query(
             "SELECT id FROM registry_schemas \
              WHERE md5(schema_text) = md5($1) AND md5(references_json) = md5($2) \
@@ -74,22 +65,16 @@ impl PgStore {
         .bind(references_json)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| to_u32(row.try_get::<i64, _>("id")?))
-            .transpose()
+        row.map(|row| to_u32(row.try_get::<i64, _>("id")?)).transpose()
     }
 
     pub(super) async fn schema_by_id(&self, id: u32) -> Result<Option<StoredSchema>> {
-        let row =
-            sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE id = $1")
-                .bind(i64::from(id))
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE id = $1")
+            .bind(i64::from(id))
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(StoredSchema {
-            id,
-            text: row.try_get("schema_text")?,
-            references_json: row.try_get("references_json")?,
-        }))
+        Ok(Some(StoredSchema { id, text: row.try_get("schema_text")?, references_json: row.try_get("references_json")? }))
     }
 
     pub(super) async fn subjects(&self, include_deleted: bool) -> Result<Vec<String>> {
@@ -122,23 +107,13 @@ impl PgStore {
         .bind(i64::from(id))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("subject")?, version_row(row)?)))
-            .collect()
+        rows.iter().map(|row| Ok((row.try_get("subject")?, version_row(row)?))).collect()
     }
 
-    pub(super) async fn insert_version(
-        &self,
-        subject: &str,
-        schema_id: u32,
-        checked_max_opt: Option<u32>,
-    ) -> Result<InsertOutcome> {
+    pub(super) async fn insert_version(&self, subject: &str, schema_id: u32, checked_max_opt: Option<u32>) -> Result<InsertOutcome> {
         let mut tx = self.pool.begin().await?;
         // Serializes writers of one subject across connections and processes.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(subject)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(subject).execute(&mut *tx).await?;
         let outcome = insert_locked(&mut tx, subject, schema_id, checked_max_opt).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -169,12 +144,8 @@ impl PgStore {
     }
 
     pub(super) async fn config(&self, key: &str) -> Result<Option<CompatibilityLevel>> {
-        let row = sqlx::query("SELECT compatibility FROM registry_config WHERE subject = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| parse_level(row.try_get("compatibility")?))
-            .transpose()
+        let row = sqlx::query("SELECT compatibility FROM registry_config WHERE subject = $1").bind(key).fetch_optional(&self.pool).await?;
+        row.map(|row| parse_level(row.try_get("compatibility")?)).transpose()
     }
 
     pub(super) async fn set_config(&self, key: &str, level: CompatibilityLevel) -> Result<()> {
@@ -190,13 +161,11 @@ impl PgStore {
     }
 
     pub(super) async fn delete_config(&self, key: &str) -> Result<Option<CompatibilityLevel>> {
-        let row =
-            sqlx::query("DELETE FROM registry_config WHERE subject = $1 RETURNING compatibility")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|row| parse_level(row.try_get("compatibility")?))
-            .transpose()
+        let row = sqlx::query("DELETE FROM registry_config WHERE subject = $1 RETURNING compatibility")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| parse_level(row.try_get("compatibility")?)).transpose()
     }
 }
 
@@ -215,29 +184,24 @@ async fn insert_locked(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(row) = existing {
-        return Ok(InsertOutcome::Existing(to_u32(
-            row.try_get::<i32, _>("version")?.into(),
-        )?));
+        return Ok(InsertOutcome::Existing(to_u32(row.try_get::<i32, _>("version")?.into())?));
     }
-    let max: Option<i32> =
-        sqlx::query("SELECT max(version) AS max FROM registry_subject_versions WHERE subject = $1")
-            .bind(subject)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("max")?;
+    let max: Option<i32> = sqlx::query("SELECT max(version) AS max FROM registry_subject_versions WHERE subject = $1")
+        .bind(subject)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("max")?;
     let max_opt = max.map(|max| to_u32(max.into())).transpose()?;
     if max_opt != checked_max_opt {
         return Ok(InsertOutcome::Conflict);
     }
     let version = max_opt.unwrap_or(0) + 1;
-    sqlx::query(
-        "INSERT INTO registry_subject_versions (subject, version, schema_id) VALUES ($1, $2, $3)",
-    )
-    .bind(subject)
-    .bind(version as i32)
-    .bind(i64::from(schema_id))
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("INSERT INTO registry_subject_versions (subject, version, schema_id) VALUES ($1, $2, $3)")
+        .bind(subject)
+        .bind(version as i32)
+        .bind(i64::from(schema_id))
+        .execute(&mut **tx)
+        .await?;
     Ok(InsertOutcome::Inserted(version))
 }
 
@@ -250,21 +214,13 @@ fn version_row(row: &sqlx::postgres::PgRow) -> Result<VersionRow> {
 }
 
 fn to_u32(value: i64) -> Result<u32> {
-    u32::try_from(value)
-        .map_err(|_| RegistryError::Corrupt(format!("id or version {value} out of range")))
+    u32::try_from(value).map_err(|_| RegistryError::Corrupt(format!("id or version {value} out of range")))
 }
 
 fn to_i32s(versions: &[u32]) -> Vec<i32> {
-    versions
-        .iter()
-        .filter_map(|version| i32::try_from(*version).ok())
-        .collect()
+    versions.iter().filter_map(|version| i32::try_from(*version).ok()).collect()
 }
 
 fn parse_level(name: String) -> Result<CompatibilityLevel> {
-    name.parse().map_err(|_| {
-        RegistryError::Corrupt(format!(
-            "unknown compatibility level {name:?} in registry_config"
-        ))
-    })
+    name.parse().map_err(|_| RegistryError::Corrupt(format!("unknown compatibility level {name:?} in registry_config")))
 }

@@ -11,8 +11,8 @@ use super::error::RegistryError;
 
 /// Normalizes an Avro schema text; fails with `InvalidSchema` when it is not JSON.
 pub fn normalize(text: &str) -> Result<String, RegistryError> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|err| RegistryError::InvalidSchema(format!("schema is not valid json: {err}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| RegistryError::InvalidSchema(format!("schema is not valid json: {err}")))?;
     Ok(value.to_string())
 }
 

@@ -39,21 +39,9 @@ pub struct RegistryState {
 impl RegistryState {
     /// `default_compat` applies until a global level is stored through `PUT /config`.
     /// With `basic_auth` set, every request needs those credentials (else 401, 40101).
-    pub fn new(
-        store: impl Into<Store>,
-        default_compat: CompatibilityLevel,
-        basic_auth: Option<(String, String)>,
-    ) -> Self {
-        let expected_auth_opt = basic_auth.map(|(user, pass)| {
-            Arc::from(format!(
-                "Basic {}",
-                base64(format!("{user}:{pass}").as_bytes())
-            ))
-        });
-        RegistryState {
-            registry: Arc::new(Registry::new(store.into(), default_compat)),
-            expected_auth_opt,
-        }
+    pub fn new(store: impl Into<Store>, default_compat: CompatibilityLevel, basic_auth: Option<(String, String)>) -> Self {
+        let expected_auth_opt = basic_auth.map(|(user, pass)| Arc::from(format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))));
+        RegistryState { registry: Arc::new(Registry::new(store.into(), default_compat)), expected_auth_opt }
     }
 }
 
@@ -68,36 +56,13 @@ pub fn router(state: RegistryState) -> Router {
         .route("/schemas/ids/{id}/subjects", get(get_schema_subjects))
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route(
-            "/subjects/{subject}/versions",
-            get(list_versions).post(register),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}",
-            get(get_version).delete(delete_version),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}/schema",
-            get(get_version_raw),
-        )
-        .route(
-            "/config",
-            get(get_global_config)
-                .put(put_global_config)
-                .delete(delete_global_config),
-        )
-        .route(
-            "/config/{subject}",
-            get(get_config).put(put_config).delete(delete_config),
-        )
-        .route(
-            "/compatibility/subjects/{subject}/versions",
-            post(check_all),
-        )
-        .route(
-            "/compatibility/subjects/{subject}/versions/{version}",
-            post(check_version),
-        )
+        .route("/subjects/{subject}/versions", get(list_versions).post(register))
+        .route("/subjects/{subject}/versions/{version}", get(get_version).delete(delete_version))
+        .route("/subjects/{subject}/versions/{version}/schema", get(get_version_raw))
+        .route("/config", get(get_global_config).put(put_global_config).delete(delete_global_config))
+        .route("/config/{subject}", get(get_config).put(put_config).delete(delete_config))
+        .route("/compatibility/subjects/{subject}/versions", post(check_all))
+        .route("/compatibility/subjects/{subject}/versions/{version}", post(check_version))
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
         .with_state(state)
 }
@@ -108,9 +73,7 @@ pub async fn serve(
     state: RegistryState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 type ApiResult = Result<Response, RegistryError>;
@@ -118,13 +81,11 @@ type Params = Query<HashMap<String, String>>;
 
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::warn!(error = %self, "schema registry request failed");
         }
-        let mut response =
-            reply(json!({"error_code": self.error_code(), "message": self.to_string()}));
+        let mut response = reply(json!({"error_code": self.error_code(), "message": self.to_string()}));
         *response.status_mut() = status;
         response
     }
@@ -136,45 +97,30 @@ fn reply(body: Value) -> Response {
 
 fn with_content_type(body: String) -> Response {
     let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     response
 }
 
-async fn require_auth(
-    State(state): State<RegistryState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_auth(State(state): State<RegistryState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.expected_auth_opt else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
+    let given = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
     if given == Some(expected.as_bytes()) {
         return next.run(request).await;
     }
     let mut response = RegistryError::Unauthorized.into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"slate-registry\""),
-    );
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"slate-registry\""));
     response
 }
 
 /// Query flags arrive as `true`, `True` (Python) or `1`.
 fn flag(params: &HashMap<String, String>, name: &str) -> bool {
-    params
-        .get(name)
-        .is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
+    params.get(name).is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
 }
 
 fn parse_id(id: &str) -> Result<u32, RegistryError> {
-    id.parse()
-        .map_err(|_| RegistryError::SchemaNotFound(id.to_owned()))
+    id.parse().map_err(|_| RegistryError::SchemaNotFound(id.to_owned()))
 }
 
 #[derive(Deserialize)]
@@ -187,13 +133,10 @@ struct SchemaRequest {
 
 impl SchemaRequest {
     fn parse(body: &[u8]) -> Result<(String, Vec<SchemaReference>), RegistryError> {
-        let request: SchemaRequest = serde_json::from_slice(body)
-            .map_err(|err| RegistryError::BadRequest(err.to_string()))?;
+        let request: SchemaRequest = serde_json::from_slice(body).map_err(|err| RegistryError::BadRequest(err.to_string()))?;
         match request.schema_type.as_deref() {
             None | Some("AVRO") => Ok((request.schema, request.references.unwrap_or_default())),
-            Some(other) => Err(RegistryError::InvalidSchema(format!(
-                "unsupported schema type {other:?}: this registry serves AVRO only"
-            ))),
+            Some(other) => Err(RegistryError::InvalidSchema(format!("unsupported schema type {other:?}: this registry serves AVRO only"))),
         }
     }
 }
@@ -225,104 +168,47 @@ async fn get_schema_raw(State(state): State<RegistryState>, Path(id): Path<Strin
     Ok(with_content_type(stored.text))
 }
 
-async fn get_schema_versions(
-    State(state): State<RegistryState>,
-    Path(id): Path<String>,
-    params: Params,
-) -> ApiResult {
-    let usages = state
-        .registry
-        .schema_versions(parse_id(&id)?, flag(&params, "deleted"))
-        .await?;
-    let body: Vec<Value> = usages
-        .into_iter()
-        .map(|(subject, version)| json!({"subject": subject, "version": version}))
-        .collect();
+async fn get_schema_versions(State(state): State<RegistryState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    let usages = state.registry.schema_versions(parse_id(&id)?, flag(&params, "deleted")).await?;
+    let body: Vec<Value> = usages.into_iter().map(|(subject, version)| json!({"subject": subject, "version": version})).collect();
     Ok(reply(json!(body)))
 }
 
-async fn get_schema_subjects(
-    State(state): State<RegistryState>,
-    Path(id): Path<String>,
-    params: Params,
-) -> ApiResult {
-    let usages = state
-        .registry
-        .schema_versions(parse_id(&id)?, flag(&params, "deleted"))
-        .await?;
+async fn get_schema_subjects(State(state): State<RegistryState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    let usages = state.registry.schema_versions(parse_id(&id)?, flag(&params, "deleted")).await?;
     let mut subjects: Vec<String> = usages.into_iter().map(|(subject, _)| subject).collect();
     subjects.dedup();
     Ok(reply(json!(subjects)))
 }
 
 async fn list_subjects(State(state): State<RegistryState>, params: Params) -> ApiResult {
-    Ok(reply(json!(
-        state.registry.subjects(flag(&params, "deleted")).await?
-    )))
+    Ok(reply(json!(state.registry.subjects(flag(&params, "deleted")).await?)))
 }
 
-async fn lookup(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-    params: Params,
-    body: Bytes,
-) -> ApiResult {
+async fn lookup(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params, body: Bytes) -> ApiResult {
     let (schema, references) = SchemaRequest::parse(&body)?;
-    let view = state
-        .registry
-        .lookup(&subject, &schema, references, flag(&params, "deleted"))
-        .await?;
+    let view = state.registry.lookup(&subject, &schema, references, flag(&params, "deleted")).await?;
     Ok(reply(version_json(view)))
 }
 
-async fn delete_subject(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-    params: Params,
-) -> ApiResult {
-    let versions = state
-        .registry
-        .delete_subject(&subject, flag(&params, "permanent"))
-        .await?;
+async fn delete_subject(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params) -> ApiResult {
+    let versions = state.registry.delete_subject(&subject, flag(&params, "permanent")).await?;
     Ok(reply(json!(versions)))
 }
 
-async fn list_versions(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-    params: Params,
-) -> ApiResult {
-    Ok(reply(json!(
-        state
-            .registry
-            .versions(&subject, flag(&params, "deleted"))
-            .await?
-    )))
+async fn list_versions(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params) -> ApiResult {
+    Ok(reply(json!(state.registry.versions(&subject, flag(&params, "deleted")).await?)))
 }
 
-async fn register(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+async fn register(State(state): State<RegistryState>, Path(subject): Path<String>, body: Bytes) -> ApiResult {
     let (schema, references) = SchemaRequest::parse(&body)?;
-    let id = state
-        .registry
-        .register(&subject, &schema, references)
-        .await?;
+    let id = state.registry.register(&subject, &schema, references).await?;
     Ok(reply(json!({"id": id})))
 }
 
-async fn get_version(
-    State(state): State<RegistryState>,
-    Path((subject, version)): Path<(String, String)>,
-    params: Params,
-) -> ApiResult {
+async fn get_version(State(state): State<RegistryState>, Path((subject, version)): Path<(String, String)>, params: Params) -> ApiResult {
     let selector: VersionSelector = version.parse()?;
-    let view = state
-        .registry
-        .version(&subject, selector, flag(&params, "deleted"))
-        .await?;
+    let view = state.registry.version(&subject, selector, flag(&params, "deleted")).await?;
     Ok(reply(version_json(view)))
 }
 
@@ -332,23 +218,13 @@ async fn get_version_raw(
     params: Params,
 ) -> ApiResult {
     let selector: VersionSelector = version.parse()?;
-    let view = state
-        .registry
-        .version(&subject, selector, flag(&params, "deleted"))
-        .await?;
+    let view = state.registry.version(&subject, selector, flag(&params, "deleted")).await?;
     Ok(with_content_type(view.schema))
 }
 
-async fn delete_version(
-    State(state): State<RegistryState>,
-    Path((subject, version)): Path<(String, String)>,
-    params: Params,
-) -> ApiResult {
+async fn delete_version(State(state): State<RegistryState>, Path((subject, version)): Path<(String, String)>, params: Params) -> ApiResult {
     let selector: VersionSelector = version.parse()?;
-    let deleted = state
-        .registry
-        .delete_version(&subject, selector, flag(&params, "permanent"))
-        .await?;
+    let deleted = state.registry.delete_version(&subject, selector, flag(&params, "permanent")).await?;
     Ok(reply(json!(deleted)))
 }
 
@@ -358,8 +234,7 @@ struct ConfigRequest {
 }
 
 fn parse_level(body: &[u8]) -> Result<CompatibilityLevel, RegistryError> {
-    let request: ConfigRequest =
-        serde_json::from_slice(body).map_err(|err| RegistryError::BadRequest(err.to_string()))?;
+    let request: ConfigRequest = serde_json::from_slice(body).map_err(|err| RegistryError::BadRequest(err.to_string()))?;
     request.compatibility.parse()
 }
 
@@ -379,47 +254,25 @@ async fn delete_global_config(State(state): State<RegistryState>) -> ApiResult {
     Ok(reply(json!({"compatibilityLevel": previous})))
 }
 
-async fn get_config(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-    params: Params,
-) -> ApiResult {
-    let level = state
-        .registry
-        .level(Some(&subject), flag(&params, "defaultToGlobal"))
-        .await?;
+async fn get_config(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params) -> ApiResult {
+    let level = state.registry.level(Some(&subject), flag(&params, "defaultToGlobal")).await?;
     Ok(reply(json!({"compatibilityLevel": level})))
 }
 
-async fn put_config(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+async fn put_config(State(state): State<RegistryState>, Path(subject): Path<String>, body: Bytes) -> ApiResult {
     let level = parse_level(&body)?;
     state.registry.set_level(Some(&subject), level).await?;
     Ok(reply(json!({"compatibility": level})))
 }
 
-async fn delete_config(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-) -> ApiResult {
+async fn delete_config(State(state): State<RegistryState>, Path(subject): Path<String>) -> ApiResult {
     let previous = state.registry.delete_level(Some(&subject)).await?;
     Ok(reply(json!({"compatibilityLevel": previous})))
 }
 
-async fn check_all(
-    State(state): State<RegistryState>,
-    Path(subject): Path<String>,
-    params: Params,
-    body: Bytes,
-) -> ApiResult {
+async fn check_all(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params, body: Bytes) -> ApiResult {
     let (schema, references) = SchemaRequest::parse(&body)?;
-    let messages = state
-        .registry
-        .check_compatibility(&subject, None, &schema, references)
-        .await?;
+    let messages = state.registry.check_compatibility(&subject, None, &schema, references).await?;
     Ok(compatibility_reply(messages, flag(&params, "verbose")))
 }
 
@@ -431,10 +284,7 @@ async fn check_version(
 ) -> ApiResult {
     let selector: VersionSelector = version.parse()?;
     let (schema, references) = SchemaRequest::parse(&body)?;
-    let messages = state
-        .registry
-        .check_compatibility(&subject, Some(selector), &schema, references)
-        .await?;
+    let messages = state.registry.check_compatibility(&subject, Some(selector), &schema, references).await?;
     Ok(compatibility_reply(messages, flag(&params, "verbose")))
 }
 
@@ -451,11 +301,7 @@ fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let bytes = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let bytes = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let triple = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
         for position in 0..4 {
             if position <= chunk.len() {
@@ -474,14 +320,7 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-        ];
+        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
         for (plain, encoded) in cases {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }

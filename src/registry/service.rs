@@ -62,55 +62,29 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(store: Store, default_level: CompatibilityLevel) -> Self {
-        Registry {
-            store,
-            default_level,
-        }
+        Registry { store, default_level }
     }
 
     /// Registers `text` under `subject`; returns the global id (existing or new).
-    pub async fn register(
-        &self,
-        subject: &str,
-        text: &str,
-        refs: Vec<SchemaReference>,
-    ) -> Result<u32> {
+    pub async fn register(&self, subject: &str, text: &str, refs: Vec<SchemaReference>) -> Result<u32> {
         let candidate = self.prepare(text, refs).await?;
         for _ in 0..MAX_REGISTER_ATTEMPTS {
             let rows = self.store.versions(subject).await?;
-            let known_id = self
-                .store
-                .find_schema_id(&candidate.text, &candidate.references_json)
-                .await?;
+            let known_id = self.store.find_schema_id(&candidate.text, &candidate.references_json).await?;
             if let Some(id) = known_id
                 && rows.iter().any(|row| row.schema_id == id && !row.deleted)
             {
                 return Ok(id);
             }
             let level = self.level(Some(subject), true).await?;
-            let live: Vec<VersionRow> = rows
-                .iter()
-                .rev()
-                .filter(|row| !row.deleted)
-                .copied()
-                .collect();
+            let live: Vec<VersionRow> = rows.iter().rev().filter(|row| !row.deleted).copied().collect();
             let messages = self.check(level, &candidate, &live).await?;
             if !messages.is_empty() {
-                return Err(RegistryError::Incompatible {
-                    subject: subject.to_owned(),
-                    messages,
-                });
+                return Err(RegistryError::Incompatible { subject: subject.to_owned(), messages });
             }
-            let id = self
-                .store
-                .schema_id(&candidate.text, &candidate.references_json)
-                .await?;
+            let id = self.store.schema_id(&candidate.text, &candidate.references_json).await?;
             let checked_max_opt = rows.last().map(|row| row.version);
-            match self
-                .store
-                .insert_version(subject, id, checked_max_opt)
-                .await?
-            {
+            match self.store.insert_version(subject, id, checked_max_opt).await? {
                 InsertOutcome::Inserted(_) | InsertOutcome::Existing(_) => return Ok(id),
                 InsertOutcome::Conflict => continue,
             }
@@ -130,12 +104,7 @@ impl Registry {
         let candidate = self.prepare(text, refs).await?;
         let level = self.level(Some(subject), true).await?;
         let rows = self.store.versions(subject).await?;
-        let live: Vec<VersionRow> = rows
-            .iter()
-            .rev()
-            .filter(|row| !row.deleted)
-            .copied()
-            .collect();
+        let live: Vec<VersionRow> = rows.iter().rev().filter(|row| !row.deleted).copied().collect();
         let Some(selector) = selector_opt else {
             return self.check(level, &candidate, &live).await;
         };
@@ -147,19 +116,10 @@ impl Registry {
     }
 
     /// The live (or, with `include_deleted`, any) version of `subject` holding this schema.
-    pub async fn lookup(
-        &self,
-        subject: &str,
-        text: &str,
-        refs: Vec<SchemaReference>,
-        include_deleted: bool,
-    ) -> Result<VersionView> {
+    pub async fn lookup(&self, subject: &str, text: &str, refs: Vec<SchemaReference>, include_deleted: bool) -> Result<VersionView> {
         let rows = self.visible_rows(subject, include_deleted).await?;
         let candidate = self.prepare(text, refs).await?;
-        let known_id = self
-            .store
-            .find_schema_id(&candidate.text, &candidate.references_json)
-            .await?;
+        let known_id = self.store.find_schema_id(&candidate.text, &candidate.references_json).await?;
         let row = known_id
             .and_then(|id| rows.iter().rev().find(|row| row.schema_id == id))
             .ok_or_else(|| RegistryError::SchemaNotFound(format!("in subject {subject:?}")))?;
@@ -173,18 +133,10 @@ impl Registry {
     }
 
     /// (subject, version) pairs using schema `id`.
-    pub async fn schema_versions(
-        &self,
-        id: u32,
-        include_deleted: bool,
-    ) -> Result<Vec<(String, u32)>> {
+    pub async fn schema_versions(&self, id: u32, include_deleted: bool) -> Result<Vec<(String, u32)>> {
         self.load(id).await?;
         let usages = self.store.usages(id).await?;
-        Ok(usages
-            .into_iter()
-            .filter(|(_, row)| include_deleted || !row.deleted)
-            .map(|(subject, row)| (subject, row.version))
-            .collect())
+        Ok(usages.into_iter().filter(|(_, row)| include_deleted || !row.deleted).map(|(subject, row)| (subject, row.version)).collect())
     }
 
     pub async fn subjects(&self, include_deleted: bool) -> Result<Vec<String>> {
@@ -196,12 +148,7 @@ impl Registry {
         Ok(rows.iter().map(|row| row.version).collect())
     }
 
-    pub async fn version(
-        &self,
-        subject: &str,
-        selector: VersionSelector,
-        include_deleted: bool,
-    ) -> Result<VersionView> {
+    pub async fn version(&self, subject: &str, selector: VersionSelector, include_deleted: bool) -> Result<VersionView> {
         let rows = self.visible_rows(subject, include_deleted).await?;
         let row = select(subject, &rows, selector)?;
         self.view(subject, row).await
@@ -214,11 +161,7 @@ impl Registry {
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
-        let live: Vec<u32> = rows
-            .iter()
-            .filter(|row| !row.deleted)
-            .map(|row| row.version)
-            .collect();
+        let live: Vec<u32> = rows.iter().filter(|row| !row.deleted).map(|row| row.version).collect();
         if permanent {
             if !live.is_empty() {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned()));
@@ -235,12 +178,7 @@ impl Registry {
     }
 
     /// Soft-deletes one live version, or (permanent) removes a soft-deleted one.
-    pub async fn delete_version(
-        &self,
-        subject: &str,
-        selector: VersionSelector,
-        permanent: bool,
-    ) -> Result<u32> {
+    pub async fn delete_version(&self, subject: &str, selector: VersionSelector, permanent: bool) -> Result<u32> {
         let rows = self.store.versions(subject).await?;
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
@@ -256,14 +194,8 @@ impl Registry {
         };
         let version = row.version;
         match (permanent, row.deleted) {
-            (true, false) => Err(RegistryError::VersionNotSoftDeleted {
-                subject: subject.to_owned(),
-                version,
-            }),
-            (false, true) => Err(RegistryError::VersionSoftDeleted {
-                subject: subject.to_owned(),
-                version,
-            }),
+            (true, false) => Err(RegistryError::VersionNotSoftDeleted { subject: subject.to_owned(), version }),
+            (false, true) => Err(RegistryError::VersionSoftDeleted { subject: subject.to_owned(), version }),
             (true, true) => {
                 self.store.hard_delete(subject, &[version]).await?;
                 Ok(version)
@@ -277,29 +209,19 @@ impl Registry {
 
     /// The level in force for `subject_opt` (`None` = global). Without `default_to_global`,
     /// a subject with no level of its own is `SubjectCompatibilityNotConfigured`.
-    pub async fn level(
-        &self,
-        subject_opt: Option<&str>,
-        default_to_global: bool,
-    ) -> Result<CompatibilityLevel> {
+    pub async fn level(&self, subject_opt: Option<&str>, default_to_global: bool) -> Result<CompatibilityLevel> {
         if let Some(subject) = subject_opt {
             if let Some(level) = self.store.config(Some(subject)).await? {
                 return Ok(level);
             }
             if !default_to_global {
-                return Err(RegistryError::SubjectCompatibilityNotConfigured(
-                    subject.to_owned(),
-                ));
+                return Err(RegistryError::SubjectCompatibilityNotConfigured(subject.to_owned()));
             }
         }
         Ok(self.store.config(None).await?.unwrap_or(self.default_level))
     }
 
-    pub async fn set_level(
-        &self,
-        subject_opt: Option<&str>,
-        level: CompatibilityLevel,
-    ) -> Result<()> {
+    pub async fn set_level(&self, subject_opt: Option<&str>, level: CompatibilityLevel) -> Result<()> {
         self.store.set_config(subject_opt, level).await
     }
 
@@ -317,13 +239,7 @@ impl Registry {
     }
 
     async fn visible_rows(&self, subject: &str, include_deleted: bool) -> Result<Vec<VersionRow>> {
-        let rows: Vec<VersionRow> = self
-            .store
-            .versions(subject)
-            .await?
-            .into_iter()
-            .filter(|row| include_deleted || !row.deleted)
-            .collect();
+        let rows: Vec<VersionRow> = self.store.versions(subject).await?.into_iter().filter(|row| include_deleted || !row.deleted).collect();
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
@@ -332,34 +248,20 @@ impl Registry {
 
     async fn view(&self, subject: &str, row: VersionRow) -> Result<VersionView> {
         let (stored, references) = self.schema(row.schema_id).await?;
-        Ok(VersionView {
-            subject: subject.to_owned(),
-            version: row.version,
-            id: row.schema_id,
-            schema: stored.text,
-            references,
-        })
+        Ok(VersionView { subject: subject.to_owned(), version: row.version, id: row.schema_id, schema: stored.text, references })
     }
 
     async fn load(&self, id: u32) -> Result<StoredSchema> {
-        self.store
-            .schema_by_id(id)
-            .await?
-            .ok_or_else(|| RegistryError::SchemaNotFound(id.to_string()))
+        self.store.schema_by_id(id).await?.ok_or_else(|| RegistryError::SchemaNotFound(id.to_string()))
     }
 
     async fn prepare(&self, text: &str, refs: Vec<SchemaReference>) -> Result<Candidate> {
         let normalized = schema::normalize(text)?;
         let dependencies = self.resolve(&refs).await?;
         let avro = schema::parse(&normalized, &dependencies)?;
-        let references_json = serde_json::to_string(&refs).map_err(|err| {
-            RegistryError::BadRequest(format!("unserializable references: {err}"))
-        })?;
-        Ok(Candidate {
-            text: normalized,
-            references_json,
-            avro,
-        })
+        let references_json =
+            serde_json::to_string(&refs).map_err(|err| RegistryError::BadRequest(format!("unserializable references: {err}")))?;
+        Ok(Candidate { text: normalized, references_json, avro })
     }
 
     /// The texts of every schema reachable through `refs`, each once.
@@ -369,15 +271,12 @@ impl Registry {
         let mut texts = Vec::new();
         while let Some(reference) = pending.pop() {
             let rows = self.store.versions(&reference.subject).await?;
-            let row = rows
-                .iter()
-                .find(|row| row.version == reference.version)
-                .ok_or_else(|| {
-                    RegistryError::InvalidSchema(format!(
-                        "reference {:?} to subject {:?} version {} not found",
-                        reference.name, reference.subject, reference.version
-                    ))
-                })?;
+            let row = rows.iter().find(|row| row.version == reference.version).ok_or_else(|| {
+                RegistryError::InvalidSchema(format!(
+                    "reference {:?} to subject {:?} version {} not found",
+                    reference.name, reference.subject, reference.version
+                ))
+            })?;
             if !seen_ids.insert(row.schema_id) {
                 continue;
             }
@@ -388,30 +287,17 @@ impl Registry {
         Ok(texts)
     }
 
-    async fn check(
-        &self,
-        level: CompatibilityLevel,
-        candidate: &Candidate,
-        rows: &[VersionRow],
-    ) -> Result<Vec<String>> {
+    async fn check(&self, level: CompatibilityLevel, candidate: &Candidate, rows: &[VersionRow]) -> Result<Vec<String>> {
         if level == CompatibilityLevel::None || rows.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = if level.is_transitive() {
-            rows
-        } else {
-            &rows[..1]
-        };
+        let wanted = if level.is_transitive() { rows } else { &rows[..1] };
         let mut existing = Vec::with_capacity(wanted.len());
         for row in wanted {
             let (stored, refs) = self.schema(row.schema_id).await?;
             let dependencies = self.resolve(&refs).await?;
-            let avro = schema::parse(&stored.text, &dependencies).map_err(|err| {
-                RegistryError::Corrupt(format!(
-                    "stored schema {} does not parse: {err}",
-                    row.schema_id
-                ))
-            })?;
+            let avro = schema::parse(&stored.text, &dependencies)
+                .map_err(|err| RegistryError::Corrupt(format!("stored schema {} does not parse: {err}", row.schema_id)))?;
             existing.push((row.version, avro));
         }
         Ok(compat::check(level, &candidate.avro, &existing))
@@ -424,19 +310,15 @@ fn select(subject: &str, rows: &[VersionRow], selector: VersionSelector) -> Resu
         VersionSelector::Latest => rows.iter().max_by_key(|row| row.version),
         VersionSelector::Number(number) => rows.iter().find(|row| row.version == number),
     };
-    found
-        .copied()
-        .ok_or_else(|| RegistryError::VersionNotFound {
-            subject: subject.to_owned(),
-            version: match selector {
-                VersionSelector::Latest => "latest".to_owned(),
-                VersionSelector::Number(number) => number.to_string(),
-            },
-        })
+    found.copied().ok_or_else(|| RegistryError::VersionNotFound {
+        subject: subject.to_owned(),
+        version: match selector {
+            VersionSelector::Latest => "latest".to_owned(),
+            VersionSelector::Number(number) => number.to_string(),
+        },
+    })
 }
 
 fn parse_refs(references_json: &str) -> Result<Vec<SchemaReference>> {
-    serde_json::from_str(references_json).map_err(|err| {
-        RegistryError::Corrupt(format!("stored references {references_json:?}: {err}"))
-    })
+    serde_json::from_str(references_json).map_err(|err| RegistryError::Corrupt(format!("stored references {references_json:?}: {err}")))
 }

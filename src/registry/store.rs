@@ -110,26 +110,20 @@ impl Store {
         }
     }
 
-    pub async fn insert_version(
-        &self,
-        subject: &str,
-        schema_id: u32,
-        checked_max_opt: Option<u32>,
-    ) -> Result<InsertOutcome> {
+    pub async fn insert_version(&self, subject: &str, schema_id: u32, checked_max_opt: Option<u32>) -> Result<InsertOutcome> {
         match self {
             Store::Memory(store) => Ok(store.insert_version(subject, schema_id, checked_max_opt)),
-            Store::Postgres(store) => {
-                store
-                    .insert_version(subject, schema_id, checked_max_opt)
-                    .await
-            }
+            Store::Postgres(store) => store.insert_version(subject, schema_id, checked_max_opt).await,
         }
     }
 
     /// Marks the given versions soft-deleted.
     pub async fn soft_delete(&self, subject: &str, versions: &[u32]) -> Result<()> {
         match self {
-            Store::Memory(store) => Ok(store.soft_delete(subject, versions)),
+            Store::Memory(store) => {
+                store.soft_delete(subject, versions);
+                Ok(())
+            }
             Store::Postgres(store) => store.soft_delete(subject, versions).await,
         }
     }
@@ -137,7 +131,10 @@ impl Store {
     /// Removes the given versions, only those already soft-deleted.
     pub async fn hard_delete(&self, subject: &str, versions: &[u32]) -> Result<()> {
         match self {
-            Store::Memory(store) => Ok(store.hard_delete(subject, versions)),
+            Store::Memory(store) => {
+                store.hard_delete(subject, versions);
+                Ok(())
+            }
             Store::Postgres(store) => store.hard_delete(subject, versions).await,
         }
     }
@@ -151,23 +148,19 @@ impl Store {
         }
     }
 
-    pub async fn set_config(
-        &self,
-        subject_opt: Option<&str>,
-        level: CompatibilityLevel,
-    ) -> Result<()> {
+    pub async fn set_config(&self, subject_opt: Option<&str>, level: CompatibilityLevel) -> Result<()> {
         let key = subject_opt.unwrap_or("");
         match self {
-            Store::Memory(store) => Ok(store.set_config(key, level)),
+            Store::Memory(store) => {
+                store.set_config(key, level);
+                Ok(())
+            }
             Store::Postgres(store) => store.set_config(key, level).await,
         }
     }
 
     /// Removes the configured level; returns the removed one.
-    pub async fn delete_config(
-        &self,
-        subject_opt: Option<&str>,
-    ) -> Result<Option<CompatibilityLevel>> {
+    pub async fn delete_config(&self, subject_opt: Option<&str>) -> Result<Option<CompatibilityLevel>> {
         let key = subject_opt.unwrap_or("");
         match self {
             Store::Memory(store) => Ok(store.delete_config(key)),
@@ -199,9 +192,7 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
         // A panic while holding the lock cannot leave a half-written entry behind (every
         // write is a single push/insert), so a poisoned lock is still consistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn schema_id(&self, text: &str, references_json: &str) -> u32 {
@@ -211,11 +202,7 @@ impl MemoryStore {
             return *id;
         }
         let id = inner.schemas.len() as u32 + 1;
-        inner.schemas.push(StoredSchema {
-            id,
-            text: key.0.clone(),
-            references_json: key.1.clone(),
-        });
+        inner.schemas.push(StoredSchema { id, text: key.0.clone(), references_json: key.1.clone() });
         inner.ids.insert(key, id);
         id
     }
@@ -240,11 +227,7 @@ impl MemoryStore {
     }
 
     fn versions(&self, subject: &str) -> Vec<VersionRow> {
-        self.lock()
-            .subjects
-            .get(subject)
-            .cloned()
-            .unwrap_or_default()
+        self.lock().subjects.get(subject).cloned().unwrap_or_default()
     }
 
     fn usages(&self, id: u32) -> Vec<(String, VersionRow)> {
@@ -258,18 +241,10 @@ impl MemoryStore {
         found
     }
 
-    fn insert_version(
-        &self,
-        subject: &str,
-        schema_id: u32,
-        checked_max_opt: Option<u32>,
-    ) -> InsertOutcome {
+    fn insert_version(&self, subject: &str, schema_id: u32, checked_max_opt: Option<u32>) -> InsertOutcome {
         let mut inner = self.lock();
         let rows = inner.subjects.entry(subject.to_owned()).or_default();
-        if let Some(row) = rows
-            .iter()
-            .find(|row| row.schema_id == schema_id && !row.deleted)
-        {
+        if let Some(row) = rows.iter().find(|row| row.schema_id == schema_id && !row.deleted) {
             return InsertOutcome::Existing(row.version);
         }
         let max_opt = rows.last().map(|row| row.version);
@@ -277,19 +252,13 @@ impl MemoryStore {
             return InsertOutcome::Conflict;
         }
         let version = max_opt.unwrap_or(0) + 1;
-        rows.push(VersionRow {
-            version,
-            schema_id,
-            deleted: false,
-        });
+        rows.push(VersionRow { version, schema_id, deleted: false });
         InsertOutcome::Inserted(version)
     }
 
     fn soft_delete(&self, subject: &str, versions: &[u32]) {
         if let Some(rows) = self.lock().subjects.get_mut(subject) {
-            rows.iter_mut()
-                .filter(|row| versions.contains(&row.version))
-                .for_each(|row| row.deleted = true);
+            rows.iter_mut().filter(|row| versions.contains(&row.version)).for_each(|row| row.deleted = true);
         }
     }
 

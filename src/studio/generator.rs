@@ -6,8 +6,10 @@ use crate::event::EntityKind;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const ADJECTIVES: &[&str] = &["Silent", "Crimson", "Last", "Hidden", "Golden", "Broken", "Northern", "Electric", "Quiet", "Midnight", "Paper", "Iron"];
-const NOUNS: &[&str] = &["Harbor", "Ledger", "Frontier", "Garden", "Signal", "Empire", "Orchard", "Tide", "Witness", "Summit", "Archive", "Voyage"];
+const ADJECTIVES: &[&str] =
+    &["Silent", "Crimson", "Last", "Hidden", "Golden", "Broken", "Northern", "Electric", "Quiet", "Midnight", "Paper", "Iron"];
+const NOUNS: &[&str] =
+    &["Harbor", "Ledger", "Frontier", "Garden", "Signal", "Empire", "Orchard", "Tide", "Witness", "Summit", "Archive", "Voyage"];
 const GENRES: &[&str] = &["drama", "thriller", "comedy", "documentary", "animation", "sci-fi"];
 const CURRENCIES: &[&str] = &["USD", "USD", "USD", "EUR", "GBP"];
 const FIRST: &[&str] = &["Ada", "Bea", "Cyrus", "Dara", "Eli", "Farah", "Gus", "Hana", "Ivo", "Juno", "Kit", "Lena"];
@@ -24,7 +26,10 @@ pub fn seed(store: &Store, num_productions: usize, seed: u64) -> Result<(), Stud
     let base = days_from_civil(2027, 1, 1);
     for n in 0..num_productions {
         let start = base + rng.random_range(0..540);
-        let lines = BUDGET_CATEGORIES.iter().map(|c| BudgetLine { category: c.to_string(), amount: rng.random_range(1_000..50_000) * 10_000 }).collect();
+        let lines = BUDGET_CATEGORIES
+            .iter()
+            .map(|c| BudgetLine { category: c.to_string(), amount: rng.random_range(1_000..50_000) * 10_000 })
+            .collect();
         let new = NewProduction {
             title: format!("{} {} {}", pick(&mut rng, ADJECTIVES), pick(&mut rng, NOUNS), n + 1),
             genre: pick(&mut rng, GENRES).into(),

@@ -194,74 +194,113 @@ pub struct Query;
 impl Query {
     /// Current state of the given productions; unknown or deleted ids are omitted (see `tombstones`).
     async fn productions(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Production>> {
-        Ok(batch(ctx, EntityKind::Production, ids).await?.into_iter().filter_map(|(id, version, b)| match b {
-            Body::Production(p) => Some(Production { id: id.into(), version, title: p.title, status: p.status, genre: p.genre, currency: p.currency, budget_id: p.budget_id, schedule_id: p.schedule_id }),
-            _ => None,
-        }).collect())
+        Ok(batch(ctx, EntityKind::Production, ids)
+            .await?
+            .into_iter()
+            .filter_map(|(id, version, b)| match b {
+                Body::Production(p) => Some(Production {
+                    id: id.into(),
+                    version,
+                    title: p.title,
+                    status: p.status,
+                    genre: p.genre,
+                    currency: p.currency,
+                    budget_id: p.budget_id,
+                    schedule_id: p.schedule_id,
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn talents(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Talent>> {
-        Ok(batch(ctx, EntityKind::Talent, ids).await?.into_iter().filter_map(|(id, version, b)| match b {
-            Body::Talent(t) => Some(Talent {
-                id: id.into(),
-                version,
-                name: t.name,
-                role: t.role,
-                deals: t.deals.into_iter().map(|d| Deal { production_id: d.production_id, fee: d.fee, currency: d.currency }).collect(),
-            }),
-            _ => None,
-        }).collect())
+        Ok(batch(ctx, EntityKind::Talent, ids)
+            .await?
+            .into_iter()
+            .filter_map(|(id, version, b)| match b {
+                Body::Talent(t) => Some(Talent {
+                    id: id.into(),
+                    version,
+                    name: t.name,
+                    role: t.role,
+                    deals: t.deals.into_iter().map(|d| Deal { production_id: d.production_id, fee: d.fee, currency: d.currency }).collect(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn schedules(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Schedule>> {
-        Ok(batch(ctx, EntityKind::Schedule, ids).await?.into_iter().filter_map(|(id, version, b)| match b {
-            Body::Schedule(s) => Some(Schedule { id: id.into(), version, production_id: s.production_id, start_date: model::format_date(s.start_date), launch_date: model::format_date(s.launch_date) }),
-            _ => None,
-        }).collect())
+        Ok(batch(ctx, EntityKind::Schedule, ids)
+            .await?
+            .into_iter()
+            .filter_map(|(id, version, b)| match b {
+                Body::Schedule(s) => Some(Schedule {
+                    id: id.into(),
+                    version,
+                    production_id: s.production_id,
+                    start_date: model::format_date(s.start_date),
+                    launch_date: model::format_date(s.launch_date),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn budgets(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Budget>> {
-        Ok(batch(ctx, EntityKind::Budget, ids).await?.into_iter().filter_map(|(id, version, b)| match b {
-            Body::Budget(b) => Some(Budget {
-                id: id.into(),
-                version,
-                total: b.total(),
-                production_id: b.production_id,
-                currency: b.currency,
-                lines: b.lines.into_iter().map(|l| BudgetLine { category: l.category, amount: l.amount }).collect(),
-            }),
-            _ => None,
-        }).collect())
+        Ok(batch(ctx, EntityKind::Budget, ids)
+            .await?
+            .into_iter()
+            .filter_map(|(id, version, b)| match b {
+                Body::Budget(b) => Some(Budget {
+                    id: id.into(),
+                    version,
+                    total: b.total(),
+                    production_id: b.production_id,
+                    currency: b.currency,
+                    lines: b.lines.into_iter().map(|l| BudgetLine { category: l.category, amount: l.amount }).collect(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn cash_flows(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<CashFlow>> {
-        Ok(batch(ctx, EntityKind::CashFlow, ids).await?.into_iter().filter_map(|(id, version, b)| match b {
-            Body::CashFlow(c) => Some(CashFlow {
-                id: id.into(),
-                version,
-                total: c.total(),
-                production_id: c.production_id,
-                currency: c.currency,
-                months: c.months.into_iter().map(|m| CashFlowMonth { month: m.month, amount: m.amount }).collect(),
-            }),
-            _ => None,
-        }).collect())
+        Ok(batch(ctx, EntityKind::CashFlow, ids)
+            .await?
+            .into_iter()
+            .filter_map(|(id, version, b)| match b {
+                Body::CashFlow(c) => Some(CashFlow {
+                    id: id.into(),
+                    version,
+                    total: c.total(),
+                    production_id: c.production_id,
+                    currency: c.currency,
+                    months: c.months.into_iter().map(|m| CashFlowMonth { month: m.month, amount: m.amount }).collect(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn payments(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Payment>> {
-        Ok(batch(ctx, EntityKind::Payment, ids).await?.into_iter().filter_map(|(id, version, b)| match b {
-            Body::Payment(p) => Some(Payment {
-                id: id.into(),
-                version,
-                production_id: p.production_id,
-                talent_id: p.talent_id,
-                amount: p.amount,
-                currency: p.currency,
-                status: p.status,
-                due_date: model::format_date(p.due_date),
-            }),
-            _ => None,
-        }).collect())
+        Ok(batch(ctx, EntityKind::Payment, ids)
+            .await?
+            .into_iter()
+            .filter_map(|(id, version, b)| match b {
+                Body::Payment(p) => Some(Payment {
+                    id: id.into(),
+                    version,
+                    production_id: p.production_id,
+                    talent_id: p.talent_id,
+                    amount: p.amount,
+                    currency: p.currency,
+                    status: p.status,
+                    due_date: model::format_date(p.due_date),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Deleted entities among `ids`, with the version of each delete.
@@ -272,7 +311,10 @@ impl Query {
 
     /// Ids of live entities in ascending order, for paging through everything (`slate verify`).
     async fn ids(&self, ctx: &Context<'_>, entity: Entity, after: Option<ID>, #[graphql(default = 100)] first: i32) -> Result<Vec<ID>> {
-        let first = usize::try_from(first).ok().filter(|n| (1..=super::MAX_IDS_PER_READ).contains(n)).ok_or_else(|| async_graphql::Error::new(format!("first must be in 1..={}", super::MAX_IDS_PER_READ)))?;
+        let first = usize::try_from(first)
+            .ok()
+            .filter(|n| (1..=super::MAX_IDS_PER_READ).contains(n))
+            .ok_or_else(|| async_graphql::Error::new(format!("first must be in 1..={}", super::MAX_IDS_PER_READ)))?;
         Ok(studio(ctx).store.list_ids(entity.into(), after.as_ref().map(|a| a.as_str()), first).into_iter().map(ID).collect())
     }
 }
@@ -299,11 +341,20 @@ pub struct NewProductionInput {
 async fn publish(ctx: &Context<'_>, id: String, changes: Result<Vec<Change>, StudioError>) -> Result<MutationResult> {
     let changes = changes.map_err(studio_error)?;
     studio(ctx).publish(&changes).await.map_err(|e| {
-        async_graphql::Error::new(format!("change applied but its events were not published: {e}")).extend_with(|_, ext| ext.set("code", "PUBLISH_FAILED"))
+        async_graphql::Error::new(format!("change applied but its events were not published: {e}"))
+            .extend_with(|_, ext| ext.set("code", "PUBLISH_FAILED"))
     })?;
     Ok(MutationResult {
         id: id.into(),
-        changes: changes.into_iter().map(|c| ChangeInfo { entity: c.entity.to_string(), id: c.id.into(), change_type: c.change_type.as_str().into(), version: c.version }).collect(),
+        changes: changes
+            .into_iter()
+            .map(|c| ChangeInfo {
+                entity: c.entity.to_string(),
+                id: c.id.into(),
+                change_type: c.change_type.as_str().into(),
+                version: c.version,
+            })
+            .collect(),
     })
 }
 
@@ -338,7 +389,13 @@ impl Mutation {
     }
 
     /// Moves a production's dates; its cash-flow projection moves too.
-    async fn reschedule(&self, ctx: &Context<'_>, schedule_id: ID, start_date: Option<String>, launch_date: Option<String>) -> Result<MutationResult> {
+    async fn reschedule(
+        &self,
+        ctx: &Context<'_>,
+        schedule_id: ID,
+        start_date: Option<String>,
+        launch_date: Option<String>,
+    ) -> Result<MutationResult> {
         let start = start_date.map(|s| parse_date("start_date", &s)).transpose()?;
         let launch = launch_date.map(|s| parse_date("launch_date", &s)).transpose()?;
         let changes = studio(ctx).store.reschedule(&schedule_id, start, launch);
@@ -367,7 +424,14 @@ impl Mutation {
         publish(ctx, id.0, changes).await
     }
 
-    async fn create_payment(&self, ctx: &Context<'_>, production_id: ID, talent_id: ID, amount: i64, due_date: String) -> Result<MutationResult> {
+    async fn create_payment(
+        &self,
+        ctx: &Context<'_>,
+        production_id: ID,
+        talent_id: ID,
+        amount: i64,
+        due_date: String,
+    ) -> Result<MutationResult> {
         let due = parse_date("due_date", &due_date)?;
         match studio(ctx).store.create_payment(&production_id, &talent_id, amount, due) {
             Ok((id, changes)) => publish(ctx, id, Ok(changes)).await,

@@ -50,7 +50,9 @@ fn to_proto(body: Body) -> PBody {
             role: t.role,
             deals: t.deals.into_iter().map(|d| proto::Deal { production_id: d.production_id, fee: d.fee, currency: d.currency }).collect(),
         }),
-        Body::Schedule(s) => PBody::Schedule(proto::Schedule { production_id: s.production_id, start_date: s.start_date, launch_date: s.launch_date }),
+        Body::Schedule(s) => {
+            PBody::Schedule(proto::Schedule { production_id: s.production_id, start_date: s.start_date, launch_date: s.launch_date })
+        }
         Body::Budget(b) => PBody::Budget(proto::Budget {
             total: b.total(),
             production_id: b.production_id,

@@ -14,7 +14,8 @@ pub struct Production {
     pub schedule_id: Option<String>,
 }
 
-pub const PRODUCTION_STATUSES: &[&str] = &["DEVELOPMENT", "PRE_PRODUCTION", "PRINCIPAL_PHOTOGRAPHY", "POST_PRODUCTION", "RELEASED", "CANCELLED"];
+pub const PRODUCTION_STATUSES: &[&str] =
+    &["DEVELOPMENT", "PRE_PRODUCTION", "PRINCIPAL_PHOTOGRAPHY", "POST_PRODUCTION", "RELEASED", "CANCELLED"];
 pub const TALENT_ROLES: &[&str] = &["ACTOR", "DIRECTOR", "WRITER", "PRODUCER", "COMPOSER", "CREW"];
 pub const PAYMENT_STATUSES: &[&str] = &["PENDING", "PAID", "VOID"];
 pub const BUDGET_CATEGORIES: &[&str] = &["ABOVE_THE_LINE", "PRODUCTION", "POST", "MARKETING"];
@@ -134,11 +135,8 @@ pub fn project_cash_flow(production_id: &str, budget: &Budget, schedule: &Schedu
         }
         amounts[(n - 1) as usize] += line.amount - share * n as i64;
     }
-    let months = amounts
-        .into_iter()
-        .enumerate()
-        .map(|(i, amount)| CashFlowMonth { month: month_label(start + i as i32), amount })
-        .collect();
+    let months =
+        amounts.into_iter().enumerate().map(|(i, amount)| CashFlowMonth { month: month_label(start + i as i32), amount }).collect();
     CashFlow { production_id: production_id.to_string(), currency: budget.currency.clone(), months }
 }
 
@@ -214,7 +212,10 @@ mod tests {
         let budget = Budget {
             production_id: "p".into(),
             currency: "USD".into(),
-            lines: vec![BudgetLine { category: "PRODUCTION".into(), amount: 1_000_001 }, BudgetLine { category: "MARKETING".into(), amount: 500 }],
+            lines: vec![
+                BudgetLine { category: "PRODUCTION".into(), amount: 1_000_001 },
+                BudgetLine { category: "MARKETING".into(), amount: 500 },
+            ],
         };
         let start = parse_date("2027-01-15").unwrap();
         let sched = Schedule { production_id: "p".into(), start_date: start, launch_date: parse_date("2027-04-01").unwrap() };
@@ -231,7 +232,8 @@ mod tests {
 
     #[test]
     fn same_month_start_and_launch() {
-        let budget = Budget { production_id: "p".into(), currency: "EUR".into(), lines: vec![BudgetLine { category: "POST".into(), amount: 7 }] };
+        let budget =
+            Budget { production_id: "p".into(), currency: "EUR".into(), lines: vec![BudgetLine { category: "POST".into(), amount: 7 }] };
         let d = parse_date("2027-05-02").unwrap();
         let cf = project_cash_flow("p", &budget, &Schedule { production_id: "p".into(), start_date: d, launch_date: d });
         assert_eq!(cf.months, vec![CashFlowMonth { month: "2027-05".into(), amount: 7 }]);

@@ -79,8 +79,16 @@ pub async fn start(cfg: &Config, metrics: Metrics) -> Result<RunningStudio, Star
         None
     };
     let studio = Studio::new(s, producer, metrics.clone())?;
-    let http = TcpListener::bind(s.http_listen).await.map_err(|source| StartError::Bind { what: "studio.http_listen", addr: s.http_listen, source })?;
-    let grpc = TcpListener::bind(s.grpc_listen).await.map_err(|source| StartError::Bind { what: "studio.grpc_listen", addr: s.grpc_listen, source })?;
+    let http = TcpListener::bind(s.http_listen).await.map_err(|source| StartError::Bind {
+        what: "studio.http_listen",
+        addr: s.http_listen,
+        source,
+    })?;
+    let grpc = TcpListener::bind(s.grpc_listen).await.map_err(|source| StartError::Bind {
+        what: "studio.grpc_listen",
+        addr: s.grpc_listen,
+        source,
+    })?;
     let (http_addr, grpc_addr) = (http.local_addr().expect("bound"), grpc.local_addr().expect("bound"));
     let cancel = CancellationToken::new();
 
@@ -95,7 +103,9 @@ pub async fn start(cfg: &Config, metrics: Metrics) -> Result<RunningStudio, Star
     let svc = grpc::GrpcService::new(studio.clone());
     let grpc_task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc);
-        if let Err(e) = tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(incoming, c.cancelled_owned()).await {
+        if let Err(e) =
+            tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(incoming, c.cancelled_owned()).await
+        {
             tracing::error!(error = %e, "studio grpc server failed");
         }
     });

@@ -139,8 +139,12 @@ impl State {
 
     /// Recomputes the projection of a production from its current budget and schedule.
     fn project(&mut self, production_id: &str) -> Result<Change, StudioError> {
-        let Body::Budget(budget) = self.live(EntityKind::Budget, &sibling_id(production_id, EntityKind::Budget))? else { unreachable!("budget table holds budgets") };
-        let Body::Schedule(schedule) = self.live(EntityKind::Schedule, &sibling_id(production_id, EntityKind::Schedule))? else { unreachable!("schedule table holds schedules") };
+        let Body::Budget(budget) = self.live(EntityKind::Budget, &sibling_id(production_id, EntityKind::Budget))? else {
+            unreachable!("budget table holds budgets")
+        };
+        let Body::Schedule(schedule) = self.live(EntityKind::Schedule, &sibling_id(production_id, EntityKind::Schedule))? else {
+            unreachable!("schedule table holds schedules")
+        };
         let cf = project_cash_flow(production_id, budget, schedule);
         Ok(self.put(&sibling_id(production_id, EntityKind::CashFlow), Body::CashFlow(cf)))
     }
@@ -212,7 +216,10 @@ impl Store {
             };
             let mut changes = vec![s.put(&id, Body::Production(production))];
             changes.push(s.put(&budget_id, Body::Budget(Budget { production_id: id.clone(), currency: new.currency, lines: new.lines })));
-            changes.push(s.put(&schedule_id, Body::Schedule(Schedule { production_id: id.clone(), start_date: new.start_date, launch_date: new.launch_date })));
+            changes.push(s.put(
+                &schedule_id,
+                Body::Schedule(Schedule { production_id: id.clone(), start_date: new.start_date, launch_date: new.launch_date }),
+            ));
             changes.push(s.project(&id)?);
             Ok((id, changes))
         })
@@ -315,7 +322,13 @@ impl Store {
     }
 
     /// A pending payment to a talent against a production, in the production's currency.
-    pub fn create_payment(&self, production_id: &str, talent_id: &str, amount: i64, due_date: i32) -> Result<(String, Vec<Change>), StudioError> {
+    pub fn create_payment(
+        &self,
+        production_id: &str,
+        talent_id: &str,
+        amount: i64,
+        due_date: i32,
+    ) -> Result<(String, Vec<Change>), StudioError> {
         if amount <= 0 {
             return Err(invalid("amount", format!("{amount} must be positive")));
         }
@@ -324,7 +337,14 @@ impl Store {
             let currency = p.currency.clone();
             s.live(EntityKind::Talent, talent_id)?;
             let id = s.new_id(EntityKind::Payment);
-            let payment = Payment { production_id: production_id.into(), talent_id: talent_id.into(), amount, currency, status: "PENDING".into(), due_date };
+            let payment = Payment {
+                production_id: production_id.into(),
+                talent_id: talent_id.into(),
+                amount,
+                currency,
+                status: "PENDING".into(),
+                due_date,
+            };
             let change = s.put(&id, Body::Payment(payment));
             Ok((id, vec![change]))
         })
@@ -367,7 +387,14 @@ mod tests {
     fn create_makes_four_entities_at_version_one() {
         let store = Store::new();
         let (id, changes) = store
-            .create_production(NewProduction { title: "A".into(), genre: "g".into(), currency: "EUR".into(), start_date: 0, launch_date: 40, lines: vec![] })
+            .create_production(NewProduction {
+                title: "A".into(),
+                genre: "g".into(),
+                currency: "EUR".into(),
+                start_date: 0,
+                launch_date: 40,
+                lines: vec![],
+            })
             .unwrap();
         assert_eq!(id, "prod-000001");
         let kinds: Vec<_> = changes.iter().map(|c| (c.entity, c.id.as_str(), c.change_type, c.version)).collect();
@@ -388,7 +415,10 @@ mod tests {
         let id = production(&store);
         let before = store.batch_get(EntityKind::CashFlow, &["cf-000001".into()]);
         let changes = store.reschedule("sch-000001", None, Some(parse_date("2027-12-01").unwrap())).unwrap();
-        assert_eq!(changes.iter().map(|c| (c.entity, c.version)).collect::<Vec<_>>(), [(EntityKind::Schedule, 2), (EntityKind::CashFlow, 2)]);
+        assert_eq!(
+            changes.iter().map(|c| (c.entity, c.version)).collect::<Vec<_>>(),
+            [(EntityKind::Schedule, 2), (EntityKind::CashFlow, 2)]
+        );
         let after = store.batch_get(EntityKind::CashFlow, &["cf-000001".into()]);
         assert_ne!(before.found[0].2, after.found[0].2);
         assert_eq!(sibling_id(&id, EntityKind::CashFlow), "cf-000001");
@@ -406,7 +436,17 @@ mod tests {
         assert_eq!(read.missing, vec!["prod-999999".to_string()]);
         assert!(matches!(store.update_production(&id, None, None), Err(StudioError::NotFound { .. })));
         let mut s = store.state.write().unwrap();
-        let change = s.put(&id, Body::Production(Production { title: "C".into(), status: "DEVELOPMENT".into(), genre: "".into(), currency: "USD".into(), budget_id: None, schedule_id: None }));
+        let change = s.put(
+            &id,
+            Body::Production(Production {
+                title: "C".into(),
+                status: "DEVELOPMENT".into(),
+                genre: "".into(),
+                currency: "USD".into(),
+                budget_id: None,
+                schedule_id: None,
+            }),
+        );
         assert_eq!((change.change_type, change.version), (ChangeType::Create, 4));
     }
 

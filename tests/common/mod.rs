@@ -10,7 +10,8 @@ use slate::config::{Config, Override};
 use std::time::{Duration, Instant};
 
 pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the integration tests through `tests/run`, which starts the services they need"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the integration tests through `tests/run`, which starts the services they need"))
 }
 
 pub fn kafka_bootstrap() -> String {
@@ -75,7 +76,10 @@ pub fn read_n(topic: &str, partitions: i32, n: usize, within: Duration) -> Vec<(
 /// Runs a command to completion with a time bound, returning (status ok, stdout, stderr).
 pub async fn run_command(cmd: &mut tokio::process::Command, within: Duration) -> (bool, String, String) {
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(within, cmd.output()).await.unwrap_or_else(|_| panic!("{cmd:?} did not finish within {within:?}")).expect("command starts");
+    let out = tokio::time::timeout(within, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{cmd:?} did not finish within {within:?}"))
+        .expect("command starts");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
