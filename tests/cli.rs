@@ -57,3 +57,18 @@ fn config_show_redacts_secrets_from_env() {
     assert!(!out.contains("do-not-print-me") && !err.contains("do-not-print-me"), "{out}\n{err}");
     assert!(!out.contains("token-do-not-print") && !err.contains("token-do-not-print"));
 }
+
+#[test]
+fn the_example_config_is_valid_and_complete() {
+    let (ok, out, err) = run(slate().args(["config", "show", "-c", "slate.example.toml"]));
+    assert!(ok, "{err}");
+    // Every section of the effective config appears in the reference file.
+    let example = std::fs::read_to_string("slate.example.toml").unwrap();
+    for line in out.lines().filter(|l| l.starts_with('[')) {
+        assert!(example.contains(line.trim()) || example.contains(&format!("# {}", line.trim())), "section {line} is not documented in slate.example.toml");
+    }
+    for line in out.lines().filter(|l| l.contains(" = ")) {
+        let key = line.split(" = ").next().unwrap().trim();
+        assert!(example.contains(&format!("{key} =")), "key {key} is not documented in slate.example.toml");
+    }
+}
