@@ -11,4 +11,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod proto;
 pub mod registry;
+pub mod schemas;
 pub mod studio;

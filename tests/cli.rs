@@ -65,7 +65,10 @@ fn the_example_config_is_valid_and_complete() {
     // Every section of the effective config appears in the reference file.
     let example = std::fs::read_to_string("slate.example.toml").unwrap();
     for line in out.lines().filter(|l| l.starts_with('[')) {
-        assert!(example.contains(line.trim()) || example.contains(&format!("# {}", line.trim())), "section {line} is not documented in slate.example.toml");
+        assert!(
+            example.contains(line.trim()) || example.contains(&format!("# {}", line.trim())),
+            "section {line} is not documented in slate.example.toml"
+        );
     }
     for line in out.lines().filter(|l| l.contains(" = ")) {
         let key = line.split(" = ").next().unwrap().trim();

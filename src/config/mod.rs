@@ -10,10 +10,12 @@
 //! Values are read as TOML scalars (`true`, `42`, `0.5`) and otherwise as strings.
 //! `SLATE_CONFIG` (the config file path) and `SLATE_LOG` (log filter) are not overrides.
 
+mod enrich;
 mod secret;
 mod sections;
 mod studio;
 
+pub use enrich::*;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
 pub use studio::*;
@@ -43,6 +45,8 @@ pub struct Config {
     pub registry: RegistryClientConfig,
     pub registry_server: RegistryServerConfig,
     pub studio: StudioConfig,
+    pub enricher: EnricherConfig,
+    pub sources: SourcesConfig,
 }
 
 /// Where one override came from, to name it in errors.
@@ -86,7 +90,9 @@ impl Config {
         self.kafka.validate()?;
         self.registry.validate()?;
         self.registry_server.validate()?;
-        self.studio.validate()
+        self.studio.validate()?;
+        self.enricher.validate()?;
+        self.sources.validate()
     }
 
     /// The effective config as TOML, secrets redacted: what `slate config show` prints.

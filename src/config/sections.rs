@@ -309,6 +309,9 @@ impl Acks {
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryClientConfig {
     pub url: String,
+    /// How value subjects are named, as Confluent clients do: "topic" (`<topic>-value`),
+    /// "record" (`<record full name>`) or "topic_record" (`<topic>-<record full name>`).
+    pub subject_name_strategy: SubjectNameStrategy,
     pub basic_auth: Option<BasicAuth>,
     pub bearer_token: Option<Secret>,
     #[serde(with = "humantime_serde")]
@@ -317,7 +320,13 @@ pub struct RegistryClientConfig {
 
 impl Default for RegistryClientConfig {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:8081".into(), basic_auth: None, bearer_token: None, timeout: Duration::from_secs(10) }
+        Self {
+            url: "http://127.0.0.1:8081".into(),
+            subject_name_strategy: SubjectNameStrategy::Topic,
+            basic_auth: None,
+            bearer_token: None,
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -334,7 +343,27 @@ impl RegistryClientConfig {
     }
 }
 
-fn validate_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectNameStrategy {
+    Topic,
+    Record,
+    TopicRecord,
+}
+
+impl SubjectNameStrategy {
+    /// The subject of a record value written to `topic`; `record` is the full name
+    /// (`studio.finance.Production`).
+    pub fn value_subject(self, topic: &str, record: &str) -> String {
+        match self {
+            Self::Topic => format!("{topic}-value"),
+            Self::Record => record.to_string(),
+            Self::TopicRecord => format!("{topic}-{record}"),
+        }
+    }
+}
+
+pub(super) fn validate_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
         Ok(_) => Err(invalid(key, format!("'{url}' must be an http:// or https:// URL with a host"))),

@@ -1,0 +1,91 @@
+//! The command line: parse, load config, run the chosen role until Ctrl-C. The binary edge,
+//! so errors are `anyhow` with context here and typed everywhere below. One file per command.
+
+mod registry;
+mod studio;
+
+use crate::config::{Config, Override, env_overrides};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "slate", version, about = "Studio-finance event enrichment: ID-only events in, current state as Avro out")]
+pub struct Cli {
+    /// Config file (TOML). `SLATE_<SECTION>__<KEY>` env vars override it.
+    #[arg(long, short, global = true, env = "SLATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `slate=debug`.
+    #[arg(long, global = true, env = "SLATE_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the studio: the finance source of truth (GraphQL + gRPC) that publishes change events.
+    Studio(studio::StudioArgs),
+    /// Run the embedded Confluent-compatible schema registry.
+    Registry(registry::RegistryArgs),
+    /// Inspect the effective configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Print the effective config (file + env + defaults) with secrets redacted.
+    Show,
+    /// Validate the config and exit 0, or print what is wrong and exit 1.
+    Check,
+}
+
+fn flag(key: &str, value: impl ToString, name: &str) -> Override {
+    Override { key: key.into(), value: value.to_string(), origin: format!("--{name}") }
+}
+
+pub fn load_config(path: Option<&std::path::Path>, flags: Vec<Override>) -> anyhow::Result<Config> {
+    let mut overrides = env_overrides(std::env::vars())?;
+    overrides.extend(flags);
+    Ok(Config::load(path, &overrides)?)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Config { action } => {
+            let config = load_config(cli.config.as_deref(), Vec::new())?;
+            match action {
+                ConfigAction::Show => print!("{}", config.to_redacted_toml()),
+                ConfigAction::Check => println!("config ok"),
+            }
+            Ok(())
+        }
+        Command::Studio(args) => studio::run(cli.config.as_deref(), args).await,
+        Command::Registry(args) => registry::run(cli.config.as_deref(), args).await,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,216 @@
+//! The `[enricher]` and `[sources]` sections: how change events become enriched records, and
+//! where the current state of each entity is fetched from.
+
+use super::sections::invalid;
+use super::{ConfigError, Secret};
+use crate::event::EntityKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnricherConfig {
+    pub group_id: String,
+    /// Input topics. Empty means `<input_topic_prefix><entity>.changes` for all six entities.
+    pub topics: Vec<String>,
+    pub input_topic_prefix: String,
+    /// Enriched records go to `<output_topic_prefix><entity>.enriched`.
+    pub output_topic_prefix: String,
+    pub retry_topic: String,
+    pub dlq_topic: String,
+    /// Create output, retry and dead-letter topics at start if missing.
+    pub create_topics: bool,
+    pub topic_partitions: i32,
+    pub topic_replication: i32,
+    /// A batch closes at this many events...
+    pub batch_max_events: usize,
+    /// ...or this long after its first event, whichever comes first.
+    #[serde(with = "humantime_serde")]
+    pub batch_max_wait: Duration,
+    /// How long a processed event uuid is remembered for deduplication.
+    #[serde(with = "humantime_serde")]
+    pub dedup_ttl: Duration,
+    pub dedup_capacity: u64,
+    /// Ids per source request (chunk size of a batched fetch).
+    pub max_ids_per_request: usize,
+    /// Source requests in flight at once, over all entities.
+    pub max_concurrent_fetches: usize,
+    /// Attempts of a failing fetch within a batch, with jittered exponential backoff.
+    pub fetch_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub fetch_backoff: Duration,
+    /// Delay before a key parked on the retry topic is fetched again.
+    #[serde(with = "humantime_serde")]
+    pub retry_delay: Duration,
+    /// Rounds through the retry topic before a key goes to the dead-letter topic.
+    pub max_retry_rounds: u32,
+    /// Largest input message accepted; bigger ones are dead-lettered.
+    pub max_message_bytes: usize,
+    /// Prometheus `/metrics` and `/health` listener of the enricher.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for EnricherConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "slate-enricher".into(),
+            topics: Vec::new(),
+            input_topic_prefix: "studio.".into(),
+            output_topic_prefix: "slate.".into(),
+            retry_topic: "slate.retry".into(),
+            dlq_topic: "slate.dlq".into(),
+            create_topics: true,
+            topic_partitions: 3,
+            topic_replication: 1,
+            batch_max_events: 1000,
+            batch_max_wait: Duration::from_millis(50),
+            dedup_ttl: Duration::from_secs(600),
+            dedup_capacity: 1_000_000,
+            max_ids_per_request: 200,
+            max_concurrent_fetches: 8,
+            fetch_attempts: 3,
+            fetch_backoff: Duration::from_millis(50),
+            retry_delay: Duration::from_secs(5),
+            max_retry_rounds: 5,
+            max_message_bytes: crate::event::MAX_EVENT_BYTES,
+            metrics_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+impl EnricherConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("enricher.group_id", &self.group_id),
+            ("enricher.retry_topic", &self.retry_topic),
+            ("enricher.dlq_topic", &self.dlq_topic),
+            ("enricher.output_topic_prefix", &self.output_topic_prefix),
+        ] {
+            if value.is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        let ranges: [(&str, usize, usize, usize); 4] = [
+            ("enricher.batch_max_events", self.batch_max_events, 1, 100_000),
+            ("enricher.max_ids_per_request", self.max_ids_per_request, 1, crate::studio::MAX_IDS_PER_READ),
+            ("enricher.max_concurrent_fetches", self.max_concurrent_fetches, 1, 1024),
+            ("enricher.max_message_bytes", self.max_message_bytes, 64, 16 * 1024 * 1024),
+        ];
+        for (key, value, lo, hi) in ranges {
+            if !(lo..=hi).contains(&value) {
+                return Err(invalid(key, format!("{value} is out of range; use {lo}..={hi}")));
+            }
+        }
+        if self.fetch_attempts == 0 {
+            return Err(invalid("enricher.fetch_attempts", "must be at least 1 (1 = no retry within a batch)"));
+        }
+        if self.batch_max_wait.is_zero() {
+            return Err(invalid("enricher.batch_max_wait", "must be positive, e.g. \"50ms\""));
+        }
+        if self.topic_partitions < 1 || self.topic_replication < 1 {
+            return Err(invalid("enricher.topic_partitions", "partitions and replication must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The input topics: configured, or the six studio topics.
+    pub fn input_topics(&self) -> Vec<String> {
+        if !self.topics.is_empty() {
+            return self.topics.clone();
+        }
+        EntityKind::ALL.iter().map(|k| k.changes_topic(&self.input_topic_prefix)).collect()
+    }
+
+    /// `<output_topic_prefix><entity>.enriched`.
+    pub fn output_topic(&self, kind: EntityKind) -> String {
+        format!("{}{}.enriched", self.output_topic_prefix, kind.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Graphql,
+    Grpc,
+}
+
+/// Where current state comes from. Every entity uses the defaults unless `[sources.entities.<entity>]`
+/// overrides them, so pointing slate at your own services needs config, not code.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    pub protocol: Protocol,
+    pub graphql_endpoint: String,
+    /// gRPC endpoint as a URL, e.g. "http://127.0.0.1:50051".
+    pub grpc_endpoint: String,
+    /// Per request, including connection setup.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Sent as `Authorization: Bearer …` (GraphQL) or `authorization` metadata (gRPC).
+    pub bearer_token: Option<Secret>,
+    pub entities: BTreeMap<EntityKind, EntitySourceConfig>,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        Self {
+            protocol: Protocol::Graphql,
+            graphql_endpoint: "http://127.0.0.1:8090/graphql".into(),
+            grpc_endpoint: "http://127.0.0.1:50051".into(),
+            timeout: Duration::from_secs(5),
+            bearer_token: None,
+            entities: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitySourceConfig {
+    pub protocol: Option<Protocol>,
+    /// Overrides `graphql_endpoint` or `grpc_endpoint` for this entity.
+    pub endpoint: Option<String>,
+    /// GraphQL document taking `$ids: [ID!]!`; default: generated from the entity's Avro record.
+    pub query: Option<String>,
+    /// Dotted path to the list of entities in the GraphQL response, e.g. "data.cash_flows".
+    pub response_path: Option<String>,
+    /// Dotted path to a list of `{id, version}` tombstones in the response, if the source has one.
+    pub tombstones_path: Option<String>,
+    /// Full gRPC method path; default "/studio.finance.v1.StudioSource/BatchGet".
+    pub grpc_method: Option<String>,
+}
+
+impl SourcesConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        super::sections::validate_http_url("sources.graphql_endpoint", &self.graphql_endpoint)?;
+        super::sections::validate_http_url("sources.grpc_endpoint", &self.grpc_endpoint)?;
+        if self.timeout.is_zero() {
+            return Err(invalid("sources.timeout", "must be positive, e.g. \"5s\""));
+        }
+        for (kind, e) in &self.entities {
+            if let Some(endpoint) = &e.endpoint {
+                super::sections::validate_http_url(&format!("sources.entities.{kind}.endpoint"), endpoint)?;
+            }
+            if let Some(q) = &e.query
+                && !q.contains("$ids")
+            {
+                return Err(invalid(&format!("sources.entities.{kind}.query"), "must declare and use the variable $ids: [ID!]!"));
+            }
+            if let Some(m) = &e.grpc_method
+                && !(m.starts_with('/') && m[1..].contains('/'))
+            {
+                return Err(invalid(
+                    &format!("sources.entities.{kind}.grpc_method"),
+                    format!("'{m}' is not a method path like \"/package.Service/Method\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective protocol of an entity.
+    pub fn protocol_of(&self, kind: EntityKind) -> Protocol {
+        self.entities.get(&kind).and_then(|e| e.protocol).unwrap_or(self.protocol)
+    }
+}
