@@ -6,10 +6,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod enrich;
 pub mod event;
 pub mod kafka;
 pub mod metrics;
 pub mod proto;
 pub mod registry;
+pub mod schema;
 pub mod schemas;
 pub mod studio;

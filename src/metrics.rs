@@ -4,6 +4,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -34,6 +35,34 @@ pub struct Metrics {
     pub studio_injected_faults_total: Family<Label1, Counter>,
     /// Studio read latency including injected latency, by api.
     pub studio_read_seconds: Family<Label1, Histogram>,
+    /// Input messages consumed by the enricher, by topic.
+    pub enricher_consumed_total: Family<Label1, Counter>,
+    /// Events skipped because their uuid was already processed.
+    pub enricher_deduplicated_total: Counter,
+    /// Events folded into another event's fetch (same entity and id in one batch).
+    pub enricher_coalesced_total: Counter,
+    /// Enriched records and tombstones acknowledged, by entity and kind (record|tombstone).
+    pub enricher_emitted_total: Family<Label2, Counter>,
+    /// Keys parked on the retry topic after failing fetches.
+    pub enricher_retried_total: Counter,
+    /// Outputs dropped because a newer version of the key was already emitted.
+    pub enricher_superseded_total: Counter,
+    /// Messages sent to the dead-letter topic, by reason.
+    pub dead_lettered_total: Family<Label1, Counter>,
+    /// Batches that failed as a whole (broker or registry trouble) and were retried.
+    pub enricher_batch_retries_total: Counter,
+    /// Source requests, by entity and outcome (ok|transient|permanent).
+    pub fetch_requests_total: Family<Label2, Counter>,
+    /// Ids per source request.
+    pub fetch_ids_per_request: Histogram,
+    /// Source request latency, by entity.
+    pub fetch_seconds: Family<Label1, Histogram>,
+    /// Events per enricher batch.
+    pub enricher_batch_events: Histogram,
+    /// Event timestamp to broker acknowledgement of the enriched record.
+    pub enricher_freshness_seconds: Histogram,
+    /// Consumer lag in messages, by topic and partition (from librdkafka statistics).
+    pub consumer_lag: Family<Label2, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -54,6 +83,20 @@ impl Metrics {
             studio_read_ids_total: Family::default(),
             studio_injected_faults_total: Family::default(),
             studio_read_seconds: Family::new_with_constructor(latency_histogram),
+            enricher_consumed_total: Family::default(),
+            enricher_deduplicated_total: Counter::default(),
+            enricher_coalesced_total: Counter::default(),
+            enricher_emitted_total: Family::default(),
+            enricher_retried_total: Counter::default(),
+            enricher_superseded_total: Counter::default(),
+            dead_lettered_total: Family::default(),
+            enricher_batch_retries_total: Counter::default(),
+            fetch_requests_total: Family::default(),
+            fetch_ids_per_request: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            fetch_seconds: Family::new_with_constructor(latency_histogram),
+            enricher_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            enricher_freshness_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            consumer_lag: Family::default(),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -72,6 +115,20 @@ impl Metrics {
         r.register("studio_read_ids", "Ids requested in studio reads", m.studio_read_ids_total.clone());
         r.register("studio_injected_faults", "Faults injected into studio reads", m.studio_injected_faults_total.clone());
         r.register("studio_read_seconds", "Studio read latency including injected latency", m.studio_read_seconds.clone());
+        r.register("enricher_consumed", "Input messages consumed by the enricher", m.enricher_consumed_total.clone());
+        r.register("enricher_deduplicated", "Events skipped as already processed", m.enricher_deduplicated_total.clone());
+        r.register("enricher_coalesced", "Events folded into another event's fetch", m.enricher_coalesced_total.clone());
+        r.register("enricher_emitted", "Enriched records and tombstones acknowledged", m.enricher_emitted_total.clone());
+        r.register("enricher_retried", "Keys parked on the retry topic", m.enricher_retried_total.clone());
+        r.register("enricher_superseded", "Outputs dropped as older than what was already emitted", m.enricher_superseded_total.clone());
+        r.register("dead_lettered", "Messages sent to the dead-letter topic", m.dead_lettered_total.clone());
+        r.register("enricher_batch_retries", "Batches retried after broker or registry trouble", m.enricher_batch_retries_total.clone());
+        r.register("fetch_requests", "Source requests", m.fetch_requests_total.clone());
+        r.register("fetch_ids_per_request", "Ids per source request", m.fetch_ids_per_request.clone());
+        r.register("fetch_seconds", "Source request latency", m.fetch_seconds.clone());
+        r.register("enricher_batch_events", "Events per enricher batch", m.enricher_batch_events.clone());
+        r.register("enricher_freshness_seconds", "Event timestamp to acknowledgement of the enriched record", m.enricher_freshness_seconds.clone());
+        r.register("consumer_lag", "Consumer lag in messages", m.consumer_lag.clone());
         Self { registry: Arc::new(r), ..m }
     }
 

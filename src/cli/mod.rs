@@ -2,6 +2,8 @@
 //! so errors are `anyhow` with context here and typed everywhere below. One file per command.
 
 mod registry;
+mod run;
+mod schema;
 mod studio;
 
 use crate::config::{Config, Override, env_overrides};
@@ -27,6 +29,13 @@ pub enum Command {
     Studio(studio::StudioArgs),
     /// Run the embedded Confluent-compatible schema registry.
     Registry(registry::RegistryArgs),
+    /// Check, register, diff and document the Avro contracts in schemas/avro/.
+    Schema(schema::SchemaArgs),
+    /// Run a pipeline role.
+    Run {
+        #[command(subcommand)]
+        role: run::Role,
+    },
     /// Inspect the effective configuration.
     Config {
         #[command(subcommand)]
@@ -64,6 +73,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Studio(args) => studio::run(cli.config.as_deref(), args).await,
         Command::Registry(args) => registry::run(cli.config.as_deref(), args).await,
+        Command::Schema(args) => schema::run(cli.config.as_deref(), args).await,
+        Command::Run { role } => run::run(cli.config.as_deref(), role).await,
     }
 }
 

@@ -22,6 +22,7 @@ pub struct KafkaConfig {
     pub tls: Option<TlsConfig>,
     pub sasl: Option<SaslConfig>,
     pub producer: ProducerConfig,
+    pub consumer: ConsumerConfig,
     /// Extra librdkafka properties passed through verbatim, for settings slate does not model.
     /// Keys slate manages itself are rejected so that two sources never disagree.
     pub properties: KafkaProperties,
@@ -36,6 +37,7 @@ impl Default for KafkaConfig {
             tls: None,
             sasl: None,
             producer: ProducerConfig::default(),
+            consumer: ConsumerConfig::default(),
             properties: KafkaProperties::default(),
         }
     }
@@ -60,6 +62,8 @@ const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
     ("linger.ms", "kafka.producer.linger"),
     ("message.timeout.ms", "kafka.producer.message_timeout"),
     ("enable.auto.offset.store", "nothing: slate stores offsets itself after effects are durable"),
+    ("group.id", "enricher.group_id"),
+    ("session.timeout.ms", "kafka.consumer.session_timeout"),
 ];
 
 impl KafkaConfig {
@@ -119,6 +123,9 @@ impl KafkaConfig {
             if tls.certificate_location.is_some() != tls.key_location.is_some() {
                 return Err(invalid("kafka.tls", "certificate_location and key_location go together (mutual TLS); set both or neither"));
             }
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.consumer.session_timeout) {
+            return Err(invalid("kafka.consumer.session_timeout", "must be between 1s and 1h; brokers also bound it (group.min/max.session.timeout.ms)"));
         }
         self.producer.validate()
     }
@@ -234,6 +241,20 @@ impl ProducerConfig {
             return Err(invalid("kafka.producer.message_timeout", "must be positive, e.g. \"30s\""));
         }
         Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// How long the group waits for a silent member before rebalancing its partitions.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self { session_timeout: Duration::from_secs(10) }
     }
 }
 

@@ -4,8 +4,10 @@
 //! librdkafka properties apply to producers, consumers and admin clients alike.
 
 mod producer;
+mod tracker;
 
 pub use producer::{DeliveryFuture, ProduceError, Producer};
+pub use tracker::OffsetTracker;
 
 use crate::config::KafkaConfig;
 use rdkafka::ClientConfig;

@@ -87,3 +87,71 @@ pub async fn graphql(http: &reqwest::Client, addr: std::net::SocketAddr, query: 
     let body = serde_json::json!({ "query": query });
     http.post(format!("http://{addr}/graphql")).json(&body).send().await.expect("graphql request").json().await.expect("graphql json")
 }
+
+/// Every message of `topic` up to the end of each partition (partition EOF), as
+/// (key, payload, headers). A broker may report the end early; convergence checks re-read.
+pub fn read_all(topic: &str, partitions: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>, Vec<(String, String)>)> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut at_end = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let hard_stop = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < partitions as usize && Instant::now() < hard_stop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                    .unwrap_or_default();
+                out.push((m.key().unwrap_or_default().to_vec(), m.payload().map(<[u8]>::to_vec), headers));
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("consume from {topic} failed: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// A running in-memory schema registry on a loopback port.
+pub struct TestRegistry {
+    pub url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestRegistry {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = slate::registry::RegistryState::new(slate::registry::MemoryStore::new(), slate::registry::CompatibilityLevel::Backward, None);
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            slate::registry::serve(listener, state, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { url, stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,188 @@
+//! The consume loop shared by the input topics and the retry topic: collect a batch, run it
+//! through the pipeline until every effect is acknowledged, then store its offsets.
+//!
+//! Offsets are stored explicitly (`enable.auto.offset.store=false`) and committed by librdkafka's
+//! auto-commit timer, on partition revocation and synchronously at shutdown. A batch that fails
+//! (broker or registry outage) is retried with backoff, never skipped; while it is retried the
+//! consumer does not poll, which is the backpressure. Messages of partitions revoked while a
+//! batch was being collected are dropped from it uncommitted: their new owner reads them again.
+
+use super::pipeline::{Input, Pipeline};
+use crate::config::KafkaConfig;
+use crate::kafka::{OffsetTracker, base_config};
+use crate::metrics::{Metrics, labels};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Records revoked partitions and exports consumer lag from librdkafka statistics.
+pub struct Context {
+    revoked: Mutex<Vec<(String, i32)>>,
+    metrics: Metrics,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.consumer_lag.get_or_create(&labels("topic", topic.clone(), "partition", partition.to_string())).set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.revoked.lock().expect("revoked lock poisoned");
+            revoked.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+        }
+    }
+}
+
+pub type EnrichConsumer = StreamConsumer<Context>;
+
+/// A consumer in `group_id` that stores offsets only when told to.
+pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: Metrics) -> Result<EnrichConsumer, KafkaError> {
+    let mut c = base_config(kafka);
+    c.set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", kafka.consumer.session_timeout.as_millis().to_string())
+        .set("statistics.interval.ms", "5000");
+    let consumer: EnrichConsumer = c.create_with_context(Context { revoked: Mutex::new(Vec::new()), metrics })?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    Ok(consumer)
+}
+
+/// Collects up to `max` messages: waits for the first, then at most `max_wait` for the rest.
+async fn collect(consumer: &EnrichConsumer, max: usize, max_wait: Duration, cancel: &CancellationToken) -> Vec<OwnedMessage> {
+    let mut out = Vec::new();
+    let first = tokio::select! {
+        m = consumer.recv() => m,
+        _ = cancel.cancelled() => return out,
+    };
+    push(&mut out, first).await;
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while out.len() < max {
+        tokio::select! {
+            m = consumer.recv() => push(&mut out, m).await,
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = cancel.cancelled() => break,
+        }
+    }
+    out
+}
+
+async fn push(out: &mut Vec<OwnedMessage>, m: Result<rdkafka::message::BorrowedMessage<'_>, KafkaError>) {
+    match m {
+        Ok(m) => out.push(m.detach()),
+        Err(e) => {
+            // librdkafka retries on its own; a persistent error shows up here repeatedly.
+            tracing::warn!(error = %e, "consumer error");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Runs batches until `cancel` fires, then commits synchronously.
+/// `decode` turns a batch of raw messages into pipeline inputs; it may wait (e.g. for the
+/// registry) and fails only when cancelled.
+pub async fn run<D, F>(consumer: &EnrichConsumer, pipeline: &Pipeline, cfg: &crate::config::EnricherConfig, metrics: &Metrics, cancel: CancellationToken, decode: D)
+where
+    D: Fn(Vec<OwnedMessage>) -> F,
+    F: Future<Output = Option<Vec<Input>>>,
+{
+    let mut tracker = OffsetTracker::new();
+    while !cancel.is_cancelled() {
+        let mut batch = collect(consumer, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
+        drop_revoked(consumer, &mut tracker, &mut batch);
+        if batch.is_empty() {
+            continue;
+        }
+        metrics.enricher_batch_events.observe(batch.len() as f64);
+        for m in &batch {
+            metrics.enricher_consumed_total.get_or_create(&crate::metrics::label("topic", m.topic().to_string())).inc();
+            tracker.track(m.topic(), m.partition(), m.offset());
+        }
+        let coords: Vec<(String, i32, i64)> = batch.iter().map(|m| (m.topic().to_string(), m.partition(), m.offset())).collect();
+        let Some(inputs) = decode(batch).await else { break };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match pipeline.process(&inputs).await {
+                Ok(()) => break,
+                Err(e) => {
+                    metrics.enricher_batch_retries_total.inc();
+                    tracing::warn!(error = %e, retry_in = ?backoff, "batch failed; retrying it, nothing is committed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => return commit_sync(consumer),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        for (topic, partition, offset) in &coords {
+            tracker.ack(topic, *partition, *offset);
+        }
+        store(consumer, &mut tracker);
+        pipeline.mark_seen(&inputs);
+    }
+    commit_sync(consumer);
+}
+
+fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracker, batch: &mut Vec<OwnedMessage>) {
+    let revoked: Vec<(String, i32)> = std::mem::take(&mut *consumer.context().revoked.lock().expect("revoked lock poisoned"));
+    if revoked.is_empty() {
+        return;
+    }
+    for (topic, partition) in &revoked {
+        tracker.forget(topic, *partition);
+    }
+    let before = batch.len();
+    batch.retain(|m| !revoked.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
+    if batch.len() < before {
+        tracing::info!(dropped = before - batch.len(), "dropped messages of revoked partitions; their new owner processes them");
+    }
+}
+
+fn store(consumer: &EnrichConsumer, tracker: &mut OffsetTracker) {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, next) in tracker.take_committable() {
+        if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {
+            tracing::warn!(%topic, partition, error = %e, "cannot store offset");
+        }
+    }
+    if tpl.count() > 0
+        && let Err(e) = consumer.store_offsets(&tpl)
+    {
+        // A partition revoked since the batch was collected: its new owner reprocesses it.
+        tracing::warn!(error = %e, "storing offsets failed");
+    }
+}
+
+fn commit_sync(consumer: &EnrichConsumer) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "final commit failed; the next owner may reprocess some events"),
+    }
+}
+
+/// For tests and tools: the group's committed offsets of `topic`.
+pub fn committed(consumer: &EnrichConsumer, timeout: Duration) -> Result<Vec<(String, i32, Offset)>, KafkaError> {
+    let tpl = consumer.committed(timeout)?;
+    Ok(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition(), e.offset())).collect())
+}
+
+pub type Shared = Arc<EnrichConsumer>;

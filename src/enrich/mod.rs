@@ -1,0 +1,186 @@
+//! The enricher: ID-only change events in, the entity's CURRENT state fetched from its source of
+//! truth, Avro records (Confluent wire format) out to `<output_topic_prefix><entity>.enriched`.
+//!
+//! Guarantees (each tested in `tests/enricher_*.rs`):
+//! - At-least-once: a batch's offsets are stored only after every message it produced (records,
+//!   tombstones, retry parcels, dead letters) is acknowledged by the broker (`acks=all`,
+//!   idempotent producer); the commit is the last processed offset + 1 (`kafka::OffsetTracker`).
+//! - Dedup by event uuid is an optimisation: a uuid is remembered only after its batch's offsets
+//!   are stored. Correctness comes from the source versions every sink guards on.
+//! - Per key: all events of one (entity, id) in a batch become one fetch and one output (the
+//!   newest state); this process never emits an older version of a key after a newer one.
+//! - Failures: transient fetch errors retry in the batch with jittered backoff; keys still
+//!   failing are parked on the retry topic with a not-before time and the batch moves on; after
+//!   `max_retry_rounds` they go to the dead-letter topic; a parked key whose newer state was
+//!   emitted meanwhile is dropped as superseded. Not found at the source → tombstone. Bad input
+//!   → dead-letter topic with the reason, stage and source coordinates in headers, counted.
+//! - Broker or registry outages: the batch waits and retries with backoff; nothing is skipped.
+
+pub mod avro;
+pub mod batch;
+pub mod consumer;
+pub mod decode;
+pub mod fetch;
+pub mod output;
+pub mod pipeline;
+
+use crate::config::{Config, RegistryClientConfig};
+use crate::event::EntityKind;
+use crate::kafka::{self, Producer};
+use crate::metrics::Metrics;
+use crate::registry::{ClientError, RegistryAuth, RegistryClient};
+use fetch::Fetch;
+use pipeline::{OutputSchema, Pipeline};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Produce(#[from] kafka::ProduceError),
+    #[error("schema registry: {0}")]
+    Registry(#[from] ClientError),
+    #[error("sources: {0}")]
+    Sources(#[from] crate::config::ConfigError),
+    #[error("cannot bind enricher.metrics_listen {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cancelled while waiting for the schema registry")]
+    Cancelled,
+}
+
+pub fn registry_client(cfg: &RegistryClientConfig) -> Result<RegistryClient, ClientError> {
+    let auth = match (&cfg.basic_auth, &cfg.bearer_token) {
+        (Some(b), _) => RegistryAuth::Basic { user: b.username.clone(), pass: b.password.expose().to_string() },
+        (None, Some(t)) => RegistryAuth::Bearer(t.expose().to_string()),
+        (None, None) => RegistryAuth::None,
+    };
+    RegistryClient::try_new(&cfg.url, auth, cfg.timeout)
+}
+
+/// Registers (or finds) each entity's record under its subject, waiting out registry outages.
+async fn output_schemas(cfg: &Config, registry: &RegistryClient, cancel: &CancellationToken) -> Result<HashMap<EntityKind, OutputSchema>, StartError> {
+    let mut out = HashMap::new();
+    for kind in EntityKind::ALL {
+        let topic = cfg.enricher.output_topic(kind);
+        let text = crate::schemas::entity_schema(kind);
+        let subject = cfg.registry.subject_name_strategy.value_subject(&topic, &format!("studio.finance.{}", kind.record_name()));
+        let mut backoff = Duration::from_millis(200);
+        let schema_id = loop {
+            match registry.register(&subject, text, &[]).await {
+                Ok(id) => break id,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(%subject, error = %e, retry_in = ?backoff, "schema registry unavailable; waiting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => return Err(StartError::Cancelled),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let schema = apache_avro::Schema::parse_str(text).expect("embedded schemas parse");
+        tracing::info!(%subject, schema_id, "output schema registered");
+        out.insert(kind, OutputSchema { topic, schema, schema_id });
+    }
+    Ok(out)
+}
+
+/// A started enricher. Call [`RunningEnricher::shutdown`] to drain, commit and stop.
+pub struct RunningEnricher {
+    pub metrics_addr: Option<SocketAddr>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningEnricher {
+    /// Stops consuming, finishes the batch in hand, commits, flushes and waits.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops without draining or committing, as a crash would (tests of at-least-once).
+    pub fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the enricher with the configured sources.
+pub async fn start(cfg: &Config, metrics: Metrics) -> Result<RunningEnricher, StartError> {
+    let sources: Arc<dyn Fetch> = Arc::new(fetch::Sources::try_new(&cfg.sources)?);
+    start_with(cfg, metrics, sources).await
+}
+
+/// Starts the enricher with a given fetcher (tests substitute one at this seam).
+pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>) -> Result<RunningEnricher, StartError> {
+    let e = &cfg.enricher;
+    let cancel = CancellationToken::new();
+    if e.create_topics {
+        let mut topics: Vec<String> = EntityKind::ALL.iter().map(|k| e.output_topic(*k)).collect();
+        topics.push(e.retry_topic.clone());
+        topics.push(e.dlq_topic.clone());
+        kafka::ensure_topics(&cfg.kafka, &topics, e.topic_partitions, e.topic_replication).await?;
+    }
+    let registry = registry_client(&cfg.registry)?;
+    let outputs = output_schemas(cfg, &registry, &cancel).await?;
+    let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
+    let pipeline = Arc::new(Pipeline::new(e.clone(), sources, producer.clone(), outputs, metrics.clone()));
+    let main = consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(), metrics.clone())?;
+    let retry = consumer::create(&cfg.kafka, &format!("{}.retry", e.group_id), std::slice::from_ref(&e.retry_topic), metrics.clone())?;
+    let decoder = Arc::new(decode::InputDecoder::new(e.input_topic_prefix.clone(), e.max_message_bytes, registry, cancel.clone()));
+
+    let mut tasks = Vec::new();
+    let (p, m, c, ecfg, d) = (pipeline.clone(), metrics.clone(), cancel.clone(), e.clone(), decoder.clone());
+    tasks.push(tokio::spawn(async move {
+        consumer::run(&main, &p, &ecfg, &m, c, |batch| {
+            let d = d.clone();
+            async move { d.input_batch(batch).await }
+        })
+        .await;
+    }));
+    let (p, m, c, ecfg) = (pipeline.clone(), metrics.clone(), cancel.clone(), e.clone());
+    tasks.push(tokio::spawn(async move {
+        let c2 = c.clone();
+        consumer::run(&retry, &p, &ecfg, &m, c, |batch| {
+            let c = c2.clone();
+            async move { decode::retry_batch(batch, &c).await }
+        })
+        .await;
+    }));
+    let metrics_addr = match e.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            let (m, c) = (metrics.clone(), cancel.clone());
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(move || async move { m.encode() }))
+                .route("/health", axum::routing::get(|| async { "ok" }));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned()).await {
+                    tracing::error!(error = %e, "enricher metrics server failed");
+                }
+            }));
+            Some(bound)
+        }
+        None => None,
+    };
+    let flush = producer.clone();
+    let c = cancel.clone();
+    tasks.push(tokio::spawn(async move {
+        c.cancelled().await;
+        let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await;
+    }));
+    tracing::info!(topics = ?e.input_topics(), group = %e.group_id, "enricher started");
+    Ok(RunningEnricher { metrics_addr, cancel, tasks })
+}
