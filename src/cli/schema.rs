@@ -149,7 +149,9 @@ async fn check(config_path: Option<&Path>, args: CheckArgs) -> anyhow::Result<()
                 for subject in file.subjects(&config) {
                     let level = match args.mode {
                         Some(level) => level,
-                        None => registry.level(&subject).await.with_context(|| format!("cannot read the compatibility level of {subject}"))?,
+                        None => registry.level(&subject).await.with_context(|| {
+                            format!("cannot read the compatibility level of {subject} (to check without a registry use --against git:REF)")
+                        })?,
                     };
                     let priors = registry.prior_versions(&subject, level.is_transitive()).await?;
                     outcomes.push(outcome(file, &subject, level, &priors));

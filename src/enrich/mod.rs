@@ -11,7 +11,8 @@
 //!   newest state); this process never emits an older version of a key after a newer one.
 //! - Failures: transient fetch errors retry in the batch with jittered backoff; keys still
 //!   failing are parked on the retry topic with a not-before time and the batch moves on; after
-//!   `max_retry_rounds` they go to the dead-letter topic; a parked key whose newer state was
+//!   `max_retry_rounds` they go to the dead-letter topic; retried keys are fetched one per
+//!   request so one id a source chokes on cannot hold back its chunk-mates; a parked key whose newer state was
 //!   emitted meanwhile is dropped as superseded. Not found at the source → tombstone. Bad input
 //!   → dead-letter topic with the reason, stage and source coordinates in headers, counted.
 //! - Broker or registry outages: the batch waits and retries with backoff; nothing is skipped.

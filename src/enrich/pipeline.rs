@@ -125,12 +125,15 @@ impl Pipeline {
             events.iter().map(|i| (i.event.uuid, Coordinates { topic: i.topic.clone(), partition: i.partition, offset: i.offset })).collect();
 
         let mut fetches = JoinSet::new();
-        let mut by_entity: HashMap<EntityKind, Vec<Work>> = HashMap::new();
+        // Retried keys are fetched one per request: a key that poisons its chunk (a source
+        // failing on one id) then fails alone instead of dragging its chunk-mates with it.
+        let mut groups: HashMap<(EntityKind, bool), Vec<Work>> = HashMap::new();
         for w in works {
-            by_entity.entry(w.entity).or_default().push(w);
+            groups.entry((w.entity, w.attempt > 0)).or_default().push(w);
         }
-        for (entity, works) in by_entity {
-            for chunk in works.chunks(self.cfg.max_ids_per_request) {
+        for ((entity, retried), works) in groups {
+            let chunk_size = if retried { 1 } else { self.cfg.max_ids_per_request };
+            for chunk in works.chunks(chunk_size) {
                 let chunk = chunk.to_vec();
                 let (sources, slots, metrics, cfg) = (self.sources.clone(), self.fetch_slots.clone(), self.metrics.clone(), self.cfg.clone());
                 fetches.spawn(async move {

@@ -34,9 +34,11 @@ pub fn render_docs(files: &[SchemaFile], config: &Config) -> String {
     let _ = writeln!(
         out,
         "Every record and field of `schemas/avro/`, from their `doc` attributes. Subjects follow \
-         `registry.subject_name_strategy = \"{}\"` with the default topic prefixes; \
+         `registry.subject_name_strategy = \"{}\"` with input topic prefix `{}` and output topic prefix `{}`; \
          `slate schema check` keeps every change compatible with the registered versions.\n",
-        strategy_name(config.registry.subject_name_strategy)
+        strategy_name(config.registry.subject_name_strategy),
+        config.enricher.input_topic_prefix,
+        config.enricher.output_topic_prefix,
     );
     let _ = writeln!(out, "| Record | Subject(s) | Description |\n|---|---|---|");
     for file in files {

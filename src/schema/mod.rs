@@ -33,7 +33,7 @@ use crate::event::EntityKind;
 use crate::registry::ClientError;
 
 pub use check::{Direction, check_against};
-pub use diff::{FieldChange, diff};
+pub use diff::{ChangeKind, FieldChange, diff};
 pub use docs::render_docs;
 pub use git::git_history;
 pub use lint::{lint_change, lint_schema};

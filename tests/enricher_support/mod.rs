@@ -53,7 +53,7 @@ pub fn enriched_state(cfg: &Config) -> BTreeMap<(EntityKind, String), Option<i64
 /// Decodes a Confluent-framed record and returns its `version` field.
 pub fn version_of(schema: &Schema, payload: &[u8]) -> i64 {
     assert_eq!(payload[0], 0, "Confluent magic byte");
-    let value = apache_avro::from_avro_datum(schema, &mut &payload[5..], None).expect("valid Avro");
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().unwrap().read_value(&mut &payload[5..]).expect("valid Avro");
     let Value::Record(fields) = value else { panic!("record expected") };
     match fields.iter().find(|(n, _)| n == "version") {
         Some((_, Value::Long(v))) => *v,
