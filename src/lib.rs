@@ -4,6 +4,7 @@
 //! current state from the source of truth and emits Avro records, and independent sinks write
 //! them idempotently. See `README.md` for the architecture and the delivery guarantees.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod enrich;

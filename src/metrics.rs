@@ -63,6 +63,10 @@ pub struct Metrics {
     pub enricher_freshness_seconds: Histogram,
     /// Consumer lag in messages, by topic and partition (from librdkafka statistics).
     pub consumer_lag: Family<Label2, Gauge>,
+    /// Input messages whose batch completed and whose offsets were stored.
+    pub enricher_processed_total: Counter,
+    /// Partitions currently assigned to the enricher's consumers, by group.
+    pub consumer_assigned_partitions: Family<Label1, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +101,8 @@ impl Metrics {
             enricher_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             enricher_freshness_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             consumer_lag: Family::default(),
+            enricher_processed_total: Counter::default(),
+            consumer_assigned_partitions: Family::default(),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -127,8 +133,18 @@ impl Metrics {
         r.register("fetch_ids_per_request", "Ids per source request", m.fetch_ids_per_request.clone());
         r.register("fetch_seconds", "Source request latency", m.fetch_seconds.clone());
         r.register("enricher_batch_events", "Events per enricher batch", m.enricher_batch_events.clone());
-        r.register("enricher_freshness_seconds", "Event timestamp to acknowledgement of the enriched record", m.enricher_freshness_seconds.clone());
+        r.register(
+            "enricher_freshness_seconds",
+            "Event timestamp to acknowledgement of the enriched record",
+            m.enricher_freshness_seconds.clone(),
+        );
         r.register("consumer_lag", "Consumer lag in messages", m.consumer_lag.clone());
+        r.register(
+            "enricher_processed",
+            "Input messages whose batch completed and whose offsets were stored",
+            m.enricher_processed_total.clone(),
+        );
+        r.register("consumer_assigned_partitions", "Partitions assigned to the consumers", m.consumer_assigned_partitions.clone());
         Self { registry: Arc::new(r), ..m }
     }
 

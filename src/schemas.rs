@@ -26,7 +26,7 @@ mod tests {
         apache_avro::Schema::parse_str(CHANGE_EVENT).unwrap();
         for kind in EntityKind::ALL {
             let s = apache_avro::Schema::parse_str(entity_schema(kind)).unwrap();
-            assert!(matches!(s, apache_avro::Schema::Record(r) if r.name.name == kind.record_name()));
+            assert!(matches!(s, apache_avro::Schema::Record(r) if r.name.name() == kind.record_name()));
         }
     }
 }

@@ -45,7 +45,11 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
     let poison: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
         ("garbage", Some(b"\xde\xad\xbe\xef not json".to_vec()), "not valid JSON"),
         ("oversized", Some(vec![b' '; 70_000]), "exceeds enricher.max_message_bytes"),
-        ("unknown-entity", Some(br#"{"uuid":"0b9f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"UPDATE","ts":1,"entity":"invoice","id":"1"}"#.to_vec()), "invoice"),
+        (
+            "unknown-entity",
+            Some(br#"{"uuid":"0b9f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"UPDATE","ts":1,"entity":"invoice","id":"1"}"#.to_vec()),
+            "invoice",
+        ),
         ("unknown-schema", Some(vec![0, 0, 0x0f, 0x42, 0x40, 1, 2, 3]), "writer schema 1000000"),
         ("tombstone", None, "tombstone"),
     ];
@@ -120,14 +124,18 @@ async fn duplicates_and_reordering_converge_with_fewer_fetches() {
     wait_for("all events consumed", Duration::from_secs(30), || counter(&metrics, "slate_enricher_consumed_total") >= sent as f64).await;
     let fetched_ids = counter(&metrics, "slate_fetch_ids_per_request_sum");
     assert!(fetched_ids < sent as f64 / 2.0, "{fetched_ids} ids fetched for {sent} events");
-    assert!(counter(&metrics, "slate_enricher_coalesced_total") + counter(&metrics, "slate_enricher_deduplicated_total") >= (sent - keys.len()) as f64 / 2.0);
+    assert!(
+        counter(&metrics, "slate_enricher_coalesced_total") + counter(&metrics, "slate_enricher_deduplicated_total")
+            >= (sent - keys.len()) as f64 / 2.0
+    );
 
     // A duplicate arriving in a later batch is skipped, not re-emitted.
     let before = counter(&metrics, "slate_enricher_emitted_total");
     let dup = &events[0];
     producer.send(&dup.entity.changes_topic(&cfg.studio.topic_prefix), dup.id.as_bytes(), Some(&dup.to_json()), None).await.unwrap();
     wait_for("the duplicate consumed", Duration::from_secs(30), || counter(&metrics, "slate_enricher_consumed_total") > sent as f64).await;
-    wait_for("the duplicate's batch committed", Duration::from_secs(5), || counter(&metrics, "slate_enricher_deduplicated_total") >= 1.0).await;
+    wait_for("the duplicate's batch committed", Duration::from_secs(5), || counter(&metrics, "slate_enricher_deduplicated_total") >= 1.0)
+        .await;
     assert_eq!(counter(&metrics, "slate_enricher_emitted_total"), before);
     enricher.shutdown().await;
     studio.shutdown().await;
@@ -141,7 +149,11 @@ struct FailFor {
 }
 
 impl Fetch for FailFor {
-    fn fetch<'a>(&'a self, entity: EntityKind, ids: &'a [String]) -> Pin<Box<dyn Future<Output = Result<FetchReply, FetchError>> + Send + 'a>> {
+    fn fetch<'a>(
+        &'a self,
+        entity: EntityKind,
+        ids: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<FetchReply, FetchError>> + Send + 'a>> {
         if ids.contains(&self.poisoned) {
             return Box::pin(async { Err(FetchError::Unavailable("injected by the test".into())) });
         }
@@ -224,7 +236,10 @@ async fn a_flaky_slow_source_is_enriched_eventually() {
     .unwrap();
     wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(120)).await;
     let text = metrics.encode();
-    assert!(counter(&metrics, "slate_enricher_retried_total") > 0.0 || text.contains("outcome=\"transient\""), "faults were injected and retried:\n{text}");
+    assert!(
+        counter(&metrics, "slate_enricher_retried_total") > 0.0 || text.contains("outcome=\"transient\""),
+        "faults were injected and retried:\n{text}"
+    );
     assert_eq!(counter(&metrics, "slate_dead_lettered_total"), 0.0);
     enricher.shutdown().await;
     studio.shutdown().await;
@@ -240,7 +255,10 @@ async fn a_crashed_enricher_is_replaced_without_losing_a_key() {
     use_studio(&mut cfg, &studio);
     let first_metrics = Metrics::new();
     let first = slate::enrich::start(&cfg, first_metrics.clone()).await.unwrap();
-    wait_for("the first enricher to make progress", Duration::from_secs(30), || counter(&first_metrics, "slate_enricher_emitted_total") >= 50.0).await;
+    wait_for("the first enricher to make progress", Duration::from_secs(30), || {
+        counter(&first_metrics, "slate_enricher_emitted_total") >= 50.0
+    })
+    .await;
     first.abort();
     let second = slate::enrich::start(&cfg, Metrics::new()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.unwrap();

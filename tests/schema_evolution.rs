@@ -12,9 +12,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use apache_avro::types::Value;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -99,7 +99,10 @@ fn field<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
 fn registered(stdout: &str) -> (u32, u32) {
     let columns: Vec<&str> = stdout.lines().next().unwrap_or_default().split('\t').collect();
     let number = |column: Option<&&str>, word: &str| -> u32 {
-        column.and_then(|c| c.strip_prefix(word)).and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("bad register output: {stdout}"))
+        column
+            .and_then(|c| c.strip_prefix(word))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("bad register output: {stdout}"))
     };
     (number(columns.get(1), "version"), number(columns.get(2), "id"))
 }
@@ -128,8 +131,7 @@ async fn scenario(url: String) {
     let root = std::env::temp_dir().join(common::unique("slate-schema-evo"));
     let v2_text = evolve(&[rating()]);
     let v3_text = evolve(&[rating(), json!({"name": "region", "type": "string", "doc": "Sales region."})]);
-    let (v1_dir, v2_dir, v3_dir) =
-        (schema_dir(&root, "v1", V1), schema_dir(&root, "v2", &v2_text), schema_dir(&root, "v3", &v3_text));
+    let (v1_dir, v2_dir, v3_dir) = (schema_dir(&root, "v1", V1), schema_dir(&root, "v2", &v2_text), schema_dir(&root, "v3", &v3_text));
 
     // v1, then v2 (checked first), each registered; registering again changes nothing.
     let (ok, out, err) = slate(&prefix, &url, &["schema", "register", "--dir", v1_dir.to_str().unwrap()]).await;
@@ -153,7 +155,9 @@ async fn scenario(url: String) {
     slate::kafka::ensure_topics(&config.kafka, std::slice::from_ref(&topic), 1, 1).await.expect("create topic");
     let (v1, v2) = (Schema::parse_str(V1).unwrap(), Schema::parse_str(&v2_text).unwrap());
     let producer: FutureProducer = slate::kafka::producer_config(&config.kafka).create().expect("producer");
-    for (key, payload) in [("prod-1", framed(v1_id, &production(&v1, "prod-1", None))), ("prod-2", framed(v2_id, &production(&v2, "prod-2", Some(8))))] {
+    for (key, payload) in
+        [("prod-1", framed(v1_id, &production(&v1, "prod-1", None))), ("prod-2", framed(v2_id, &production(&v2, "prod-2", Some(8))))]
+    {
         producer.send(FutureRecord::to(&topic).key(key).payload(&payload), Duration::from_secs(10)).await.expect("produce");
     }
 
@@ -192,7 +196,8 @@ async fn scenario(url: String) {
     assert!(!ok, "v3 must fail the check:\n{out}");
     assert!(out.contains("FAIL  Production.avsc") && out.contains("field `region` [missing-default]"), "{out}");
     assert!(out.contains("version 1") && out.contains("version 2") && out.contains("add a default"), "{out}");
-    assert!(err.contains("schema check failed: 2 finding(s)"), "one finding per earlier version: {err}\n{out}");
+    assert!(out.contains("written with version 2, version 1"), "one finding naming both versions: {out}");
+    assert!(err.contains("schema check failed: 1 finding(s)"), "{err}\n{out}");
     // ...and the registry refuses it with 409, as does `slate schema register`.
     let response = reqwest::Client::new()
         .post(format!("{url}/subjects/{subject}/versions"))
@@ -206,6 +211,18 @@ async fn scenario(url: String) {
     assert_eq!(body["error_code"], 409, "{body}");
     let (ok, _, err) = slate(&prefix, &url, &["schema", "register", "--dir", v3_dir.to_str().unwrap()]).await;
     assert!(!ok && err.contains("409"), "{err}");
+
+    // The level is the subject's own when it has one: under NONE the same v3 passes.
+    let put = reqwest::Client::new()
+        .put(format!("{url}/config/{subject}"))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(json!({"compatibility": "NONE"}).to_string())
+        .send()
+        .await
+        .expect("registry answers");
+    assert!(put.status().is_success());
+    let (ok, out, err) = slate(&prefix, &url, &["schema", "check", "--dir", v3_dir.to_str().unwrap()]).await;
+    assert!(ok && out.contains(&format!("ok    Production.avsc → {subject} (NONE, against version 2)")), "{out}\n{err}");
 
     // A client nobody here wrote: confluent-kafka's AvroDeserializer, by writer id and with the v1 reader.
     let python = common::env("TEST_PYTHON");

@@ -191,3 +191,24 @@ fn diff_names_every_kind_of_change() {
     );
     assert!(diff(&v2, &v2).is_empty());
 }
+
+#[test]
+fn subjects_follow_the_configured_strategy_like_the_enricher() {
+    use slate::config::{Config, SubjectNameStrategy};
+    let files = slate::schema::load_dir(std::path::Path::new("schemas/avro")).unwrap();
+    let find = |name: &str| files.iter().find(|f| f.file_name() == name).unwrap();
+    let (production, event) = (find("Production.avsc"), find("ChangeEvent.avsc"));
+    let mut config = Config::default();
+    config.enricher.output_topic_prefix = "out.".into();
+    assert_eq!(production.subjects(&config), ["out.production.enriched-value"]);
+    let inputs = event.subjects(&config);
+    assert_eq!(inputs.len(), 6);
+    assert!(inputs.contains(&"studio.cash_flow.changes-value".to_owned()), "{inputs:?}");
+    config.registry.subject_name_strategy = SubjectNameStrategy::Record;
+    assert_eq!(production.subjects(&config), ["studio.finance.Production"]);
+    assert_eq!(event.subjects(&config), ["studio.finance.ChangeEvent"], "one subject for all input topics");
+    config.registry.subject_name_strategy = SubjectNameStrategy::TopicRecord;
+    assert_eq!(production.subjects(&config), ["out.production.enriched-studio.finance.Production"]);
+    config.enricher.topics = vec!["cdc.payments".into()];
+    assert_eq!(event.subjects(&config), ["cdc.payments-studio.finance.ChangeEvent"]);
+}

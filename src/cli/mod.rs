@@ -1,6 +1,7 @@
 //! The command line: parse, load config, run the chosen role until Ctrl-C. The binary edge,
 //! so errors are `anyhow` with context here and typed everywhere below. One file per command.
 
+mod bench;
 mod registry;
 mod run;
 mod schema;
@@ -35,6 +36,11 @@ pub enum Command {
     Run {
         #[command(subcommand)]
         role: run::Role,
+    },
+    /// Measure performance against baselines run alongside.
+    Bench {
+        #[command(subcommand)]
+        bench: bench::Bench,
     },
     /// Inspect the effective configuration.
     Config {
@@ -75,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Registry(args) => registry::run(cli.config.as_deref(), args).await,
         Command::Schema(args) => schema::run(cli.config.as_deref(), args).await,
         Command::Run { role } => run::run(cli.config.as_deref(), role).await,
+        Command::Bench { bench } => bench::run(cli.config.as_deref(), bench).await,
     }
 }
 

@@ -125,7 +125,10 @@ impl KafkaConfig {
             }
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.consumer.session_timeout) {
-            return Err(invalid("kafka.consumer.session_timeout", "must be between 1s and 1h; brokers also bound it (group.min/max.session.timeout.ms)"));
+            return Err(invalid(
+                "kafka.consumer.session_timeout",
+                "must be between 1s and 1h; brokers also bound it (group.min/max.session.timeout.ms)",
+            ));
         }
         self.producer.validate()
     }

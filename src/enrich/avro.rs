@@ -30,9 +30,15 @@ use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// The limit given to `apache_avro::util::max_allocation_bytes`, far above any record slate
-/// handles (messages are at most a few MiB). The setting is process-wide and first-set-wins:
-/// decoding here sets it unless other code in the process decoded Avro first.
+/// handles (messages are at most a few MiB). The setting is process-wide and first-set-wins,
+/// so call [`limit_allocations`] at start before anything decodes Avro; decoding here calls it
+/// too.
 pub const MAX_AVRO_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
+
+/// Applies [`MAX_AVRO_ALLOCATION_BYTES`] unless a limit was already set; returns the limit in force.
+pub fn limit_allocations() -> usize {
+    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION_BYTES)
+}
 
 /// Confluent wire-format header: magic byte + schema id.
 pub const HEADER_LEN: usize = 5;
@@ -145,7 +151,7 @@ pub fn decode_change_event(writer: &Schema, body: &[u8]) -> Result<ChangeEvent, 
     if body.len() > MAX_EVENT_BYTES {
         return Err(EventDecodeError::Oversized { len: body.len(), max: MAX_EVENT_BYTES });
     }
-    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION_BYTES);
+    limit_allocations();
     let reader = GenericDatumReader::builder(writer)
         .reader_schema(change_event_schema())
         .build()
@@ -302,17 +308,32 @@ impl<'s> Converter<'s> {
                 let symbol = json.as_str().ok_or_else(|| wrong("an enum symbol"))?;
                 let chosen = if e.symbols.iter().any(|s| s == symbol) { Some(symbol) } else { e.default.as_deref() };
                 let Some((index, symbol)) = chosen.and_then(|c| e.symbols.iter().enumerate().find(|(_, s)| *s == c)) else {
-                    return Err(EncodeError::UnknownSymbol { path: path.to_string(), symbol: symbol.into(), symbols: e.symbols.join(", ") });
+                    return Err(EncodeError::UnknownSymbol {
+                        path: path.to_string(),
+                        symbol: symbol.into(),
+                        symbols: e.symbols.join(", "),
+                    });
                 };
                 Value::Enum(index as u32, symbol.clone())
             }
             Schema::Array(a) => {
                 let items = json.as_array().ok_or_else(|| wrong("a list"))?;
-                Value::Array(items.iter().enumerate().map(|(i, item)| self.value(&a.items, item, Path::Index(&path, i))).collect::<Result<_, _>>()?)
+                Value::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| self.value(&a.items, item, Path::Index(&path, i)))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             Schema::Map(m) => {
                 let entries = json.as_object().ok_or_else(|| wrong("an object"))?;
-                Value::Map(entries.iter().map(|(k, v)| Ok((k.clone(), self.value(&m.types, v, Path::Field(&path, k))?))).collect::<Result<_, _>>()?)
+                Value::Map(
+                    entries
+                        .iter()
+                        .map(|(k, v)| Ok((k.clone(), self.value(&m.types, v, Path::Field(&path, k))?)))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             Schema::Record(r) => {
                 let object: &Map<String, Json> = json.as_object().ok_or_else(|| wrong("an object"))?;
@@ -433,7 +454,7 @@ mod tests {
             (
                 EntityKind::Talent,
                 json!({ "id": "tal-000001", "version": 2, "name": "Ada Quist", "role": "DIRECTOR",
-                        "deals": [{ "production_id": "prod-000001", "fee": 250_000_00, "currency": "USD" }] }),
+                        "deals": [{ "production_id": "prod-000001", "fee": 25_000_000, "currency": "USD" }] }),
             ),
             (
                 EntityKind::Schedule,
@@ -521,7 +542,9 @@ mod tests {
         assert!(matches!(to_record(&schema(EntityKind::Budget), &f, &meta()), Err(EncodeError::OutOfRange { .. })));
         let mut f = fetched(studio_json_of(EntityKind::Production));
         f.body["budget_id"] = json!(5);
-        assert!(to_record(&schema(EntityKind::Production), &f, &meta()).unwrap_err().to_string().starts_with("`budget_id`: expected a string"));
+        assert!(
+            to_record(&schema(EntityKind::Production), &f, &meta()).unwrap_err().to_string().starts_with("`budget_id`: expected a string")
+        );
     }
 
     #[test]
@@ -634,6 +657,7 @@ mod tests {
             let _ = decode(&bytes);
             let _ = decode_change_event(&writers[round % 2], &bytes);
         }
+        assert_eq!(limit_allocations(), MAX_AVRO_ALLOCATION_BYTES);
         let huge = vec![0u8; MAX_EVENT_BYTES + 1];
         assert!(matches!(decode_change_event(change_event_schema(), &huge), Err(EventDecodeError::Oversized { .. })));
     }

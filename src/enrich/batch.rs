@@ -65,7 +65,14 @@ mod tests {
     use crate::event::ChangeType;
 
     fn incoming(entity: EntityKind, id: &str, ts: i64, t: ChangeType) -> Incoming {
-        Incoming { event: ChangeEvent::new(t, entity, id, ts), topic: "t".into(), partition: 0, offset: ts, attempt: 0, carried_uuids: vec![] }
+        Incoming {
+            event: ChangeEvent::new(t, entity, id, ts),
+            topic: "t".into(),
+            partition: 0,
+            offset: ts,
+            attempt: 0,
+            carried_uuids: vec![],
+        }
     }
 
     #[test]
@@ -78,7 +85,10 @@ mod tests {
             incoming(EntityKind::Budget, "b2", 5, ChangeType::Update),
         ];
         let work = coalesce(&items);
-        assert_eq!(work.iter().map(|w| (w.entity, w.id.as_str())).collect::<Vec<_>>(), [(EntityKind::Budget, "b1"), (EntityKind::CashFlow, "b1"), (EntityKind::Budget, "b2")]);
+        assert_eq!(
+            work.iter().map(|w| (w.entity, w.id.as_str())).collect::<Vec<_>>(),
+            [(EntityKind::Budget, "b1"), (EntityKind::CashFlow, "b1"), (EntityKind::Budget, "b2")]
+        );
         let b1 = &work[0];
         assert_eq!(b1.uuids, vec![items[0].event.uuid, items[2].event.uuid, items[3].event.uuid]);
         assert_eq!((b1.newest.ts, b1.newest.change_type), (30, ChangeType::Delete), "newest by source time, not arrival");

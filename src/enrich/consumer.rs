@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// Records revoked partitions and exports consumer lag from librdkafka statistics.
 pub struct Context {
     revoked: Mutex<Vec<(String, i32)>>,
+    group: String,
     metrics: Metrics,
 }
 
@@ -31,7 +32,10 @@ impl ClientContext for Context {
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 if partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics.consumer_lag.get_or_create(&labels("topic", topic.clone(), "partition", partition.to_string())).set(p.consumer_lag);
+                    self.metrics
+                        .consumer_lag
+                        .get_or_create(&labels("topic", topic.clone(), "partition", partition.to_string()))
+                        .set(p.consumer_lag);
                 }
             }
         }
@@ -45,6 +49,14 @@ impl ConsumerContext for Context {
             revoked.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
             tracing::info!(partitions = tpl.count(), "partitions revoked");
         }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let assigned = match rebalance {
+            Rebalance::Assign(tpl) => tpl.count() as i64,
+            Rebalance::Revoke(_) | Rebalance::Error(_) => 0,
+        };
+        self.metrics.consumer_assigned_partitions.get_or_create(&crate::metrics::label("group", self.group.clone())).set(assigned);
     }
 }
 
@@ -60,14 +72,15 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.consumer.session_timeout.as_millis().to_string())
         .set("statistics.interval.ms", "5000");
-    let consumer: EnrichConsumer = c.create_with_context(Context { revoked: Mutex::new(Vec::new()), metrics })?;
+    let consumer: EnrichConsumer =
+        c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: group_id.to_string(), metrics })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     Ok(consumer)
 }
 
 /// Collects up to `max` messages: waits for the first, then at most `max_wait` for the rest.
-async fn collect(consumer: &EnrichConsumer, max: usize, max_wait: Duration, cancel: &CancellationToken) -> Vec<OwnedMessage> {
+pub(crate) async fn collect(consumer: &EnrichConsumer, max: usize, max_wait: Duration, cancel: &CancellationToken) -> Vec<OwnedMessage> {
     let mut out = Vec::new();
     let first = tokio::select! {
         m = consumer.recv() => m,
@@ -99,8 +112,14 @@ async fn push(out: &mut Vec<OwnedMessage>, m: Result<rdkafka::message::BorrowedM
 /// Runs batches until `cancel` fires, then commits synchronously.
 /// `decode` turns a batch of raw messages into pipeline inputs; it may wait (e.g. for the
 /// registry) and fails only when cancelled.
-pub async fn run<D, F>(consumer: &EnrichConsumer, pipeline: &Pipeline, cfg: &crate::config::EnricherConfig, metrics: &Metrics, cancel: CancellationToken, decode: D)
-where
+pub async fn run<D, F>(
+    consumer: &EnrichConsumer,
+    pipeline: &Pipeline,
+    cfg: &crate::config::EnricherConfig,
+    metrics: &Metrics,
+    cancel: CancellationToken,
+    decode: D,
+) where
     D: Fn(Vec<OwnedMessage>) -> F,
     F: Future<Output = Option<Vec<Input>>>,
 {
@@ -138,6 +157,7 @@ where
         }
         store(consumer, &mut tracker);
         pipeline.mark_seen(&inputs);
+        metrics.enricher_processed_total.inc_by(coords.len() as u64);
     }
     commit_sync(consumer);
 }
@@ -157,7 +177,7 @@ fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracker, batch: &
     }
 }
 
-fn store(consumer: &EnrichConsumer, tracker: &mut OffsetTracker) {
+pub(crate) fn store(consumer: &EnrichConsumer, tracker: &mut OffsetTracker) {
     let mut tpl = TopicPartitionList::new();
     for (topic, partition, next) in tracker.take_committable() {
         if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {

@@ -48,7 +48,14 @@ impl InputDecoder {
             loop {
                 match self.decode(&m).await {
                     Ok(event) => {
-                        out.push(Input::Event(Incoming { event, topic: m.topic().into(), partition: m.partition(), offset: m.offset(), attempt: 0, carried_uuids: vec![] }));
+                        out.push(Input::Event(Incoming {
+                            event,
+                            topic: m.topic().into(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            attempt: 0,
+                            carried_uuids: vec![],
+                        }));
                         break;
                     }
                     Err(Failure::Bad(reason)) => {
@@ -72,7 +79,11 @@ impl InputDecoder {
     async fn decode(&self, m: &OwnedMessage) -> Result<ChangeEvent, Failure> {
         let Some(payload) = m.payload() else { return Err(Failure::Bad("tombstone (null value) on an input topic".into())) };
         if payload.len() > self.max_bytes {
-            return Err(Failure::Bad(format!("payload of {} bytes exceeds enricher.max_message_bytes = {}", payload.len(), self.max_bytes)));
+            return Err(Failure::Bad(format!(
+                "payload of {} bytes exceeds enricher.max_message_bytes = {}",
+                payload.len(),
+                self.max_bytes
+            )));
         }
         if payload.first() == Some(&0) {
             return self.decode_avro(payload).await;
@@ -90,7 +101,9 @@ impl InputDecoder {
                 let fetched = self.registry.schema_by_id(id).await.map_err(|e| {
                     if e.is_transient() { Failure::Unavailable(e.to_string()) } else { Failure::Bad(format!("writer schema {id}: {e}")) }
                 })?;
-                let schema = Arc::new(Schema::parse_str(&fetched.schema).map_err(|e| Failure::Bad(format!("writer schema {id} does not parse: {e}")))?);
+                let schema = Arc::new(
+                    Schema::parse_str(&fetched.schema).map_err(|e| Failure::Bad(format!("writer schema {id} does not parse: {e}")))?,
+                );
                 self.writers.lock().expect("writer cache lock poisoned").insert(id, schema.clone());
                 schema
             }

@@ -65,7 +65,11 @@ pub fn registry_client(cfg: &RegistryClientConfig) -> Result<RegistryClient, Cli
 }
 
 /// Registers (or finds) each entity's record under its subject, waiting out registry outages.
-async fn output_schemas(cfg: &Config, registry: &RegistryClient, cancel: &CancellationToken) -> Result<HashMap<EntityKind, OutputSchema>, StartError> {
+pub(crate) async fn output_schemas(
+    cfg: &Config,
+    registry: &RegistryClient,
+    cancel: &CancellationToken,
+) -> Result<HashMap<EntityKind, OutputSchema>, StartError> {
     let mut out = HashMap::new();
     for kind in EntityKind::ALL {
         let topic = cfg.enricher.output_topic(kind);

@@ -65,7 +65,9 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn owned_headers(&self) -> OwnedHeaders {
-        self.headers.iter().fold(OwnedHeaders::new_with_capacity(self.headers.len()), |h, (k, v)| h.insert(Header { key: k, value: Some(v.as_bytes()) }))
+        self.headers
+            .iter()
+            .fold(OwnedHeaders::new_with_capacity(self.headers.len()), |h, (k, v)| h.insert(Header { key: k, value: Some(v.as_bytes()) }))
     }
 
     pub fn header(&self, key: &str) -> Option<&str> {
@@ -125,7 +127,15 @@ pub fn retry_parcel(topic: String, newest: &ChangeEvent, uuids: &[Uuid], attempt
 
 /// A dead letter: the original key and bytes (or the event, when it was decoded), the reason,
 /// the stage and where it was read from.
-pub fn dead_letter(topic: String, key: Vec<u8>, payload: Option<Vec<u8>>, stage: DlqStage, reason: &str, from: &Coordinates, uuids: &[Uuid]) -> Outgoing {
+pub fn dead_letter(
+    topic: String,
+    key: Vec<u8>,
+    payload: Option<Vec<u8>>,
+    stage: DlqStage,
+    reason: &str,
+    from: &Coordinates,
+    uuids: &[Uuid],
+) -> Outgoing {
     let mut headers = vec![
         (H_DLQ_REASON, truncate(reason)),
         (H_DLQ_STAGE, stage.as_str().to_string()),

@@ -32,7 +32,12 @@ use uuid::Uuid;
 pub enum Input {
     Event(Incoming),
     /// Could not be decoded: goes to the dead-letter topic as it arrived.
-    Undecodable { key: Vec<u8>, payload: Option<Vec<u8>>, reason: String, from: Coordinates },
+    Undecodable {
+        key: Vec<u8>,
+        payload: Option<Vec<u8>>,
+        reason: String,
+        from: Coordinates,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,10 +85,19 @@ enum OnAck {
 }
 
 impl Pipeline {
-    pub fn new(cfg: EnricherConfig, sources: Arc<dyn Fetch>, producer: Producer, outputs: HashMap<EntityKind, OutputSchema>, metrics: Metrics) -> Self {
+    pub fn new(
+        cfg: EnricherConfig,
+        sources: Arc<dyn Fetch>,
+        producer: Producer,
+        outputs: HashMap<EntityKind, OutputSchema>,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             seen: moka::sync::Cache::builder().max_capacity(cfg.dedup_capacity).time_to_live(cfg.dedup_ttl).build(),
-            emitted: moka::sync::Cache::builder().max_capacity(cfg.dedup_capacity).time_to_idle(cfg.dedup_ttl.max(Duration::from_secs(60))).build(),
+            emitted: moka::sync::Cache::builder()
+                .max_capacity(cfg.dedup_capacity)
+                .time_to_idle(cfg.dedup_ttl.max(Duration::from_secs(60)))
+                .build(),
             emit_lock: Mutex::new(()),
             fetch_slots: Arc::new(Semaphore::new(cfg.max_concurrent_fetches)),
             cfg,
@@ -113,7 +127,8 @@ impl Pipeline {
                 }
                 Input::Event(i) => events.push(i.clone()),
                 Input::Undecodable { key, payload, reason, from } => {
-                    let dl = output::dead_letter(self.cfg.dlq_topic.clone(), key.clone(), payload.clone(), DlqStage::Decode, reason, from, &[]);
+                    let dl =
+                        output::dead_letter(self.cfg.dlq_topic.clone(), key.clone(), payload.clone(), DlqStage::Decode, reason, from, &[]);
                     pending.push(self.enqueue(dl, OnAck::DeadLettered(DlqStage::Decode)).await?);
                 }
             }
@@ -121,8 +136,10 @@ impl Pipeline {
         let works = coalesce(&events);
         self.metrics.enricher_coalesced_total.inc_by(events.len().saturating_sub(works.len()) as u64);
         let works: Vec<Work> = works.into_iter().filter(|w| !self.superseded_before_fetch(w)).collect();
-        let coordinates: HashMap<Uuid, Coordinates> =
-            events.iter().map(|i| (i.event.uuid, Coordinates { topic: i.topic.clone(), partition: i.partition, offset: i.offset })).collect();
+        let coordinates: HashMap<Uuid, Coordinates> = events
+            .iter()
+            .map(|i| (i.event.uuid, Coordinates { topic: i.topic.clone(), partition: i.partition, offset: i.offset }))
+            .collect();
 
         let mut fetches = JoinSet::new();
         // Retried keys are fetched one per request: a key that poisons its chunk (a source
@@ -135,7 +152,8 @@ impl Pipeline {
             let chunk_size = if retried { 1 } else { self.cfg.max_ids_per_request };
             for chunk in works.chunks(chunk_size) {
                 let chunk = chunk.to_vec();
-                let (sources, slots, metrics, cfg) = (self.sources.clone(), self.fetch_slots.clone(), self.metrics.clone(), self.cfg.clone());
+                let (sources, slots, metrics, cfg) =
+                    (self.sources.clone(), self.fetch_slots.clone(), self.metrics.clone(), self.cfg.clone());
                 fetches.spawn(async move {
                     let ids: Vec<String> = chunk.iter().map(|w| w.id.clone()).collect();
                     let result = fetch_with_retries(&*sources, &slots, &metrics, &cfg, entity, &ids).await;
@@ -174,7 +192,13 @@ impl Pipeline {
         superseded
     }
 
-    fn outputs_for(&self, entity: EntityKind, chunk: Vec<Work>, result: Result<FetchReply, FetchError>, from: &HashMap<Uuid, Coordinates>) -> Vec<(Work, Outgoing, OnAck)> {
+    fn outputs_for(
+        &self,
+        entity: EntityKind,
+        chunk: Vec<Work>,
+        result: Result<FetchReply, FetchError>,
+        from: &HashMap<Uuid, Coordinates>,
+    ) -> Vec<(Work, Outgoing, OnAck)> {
         let out = &self.outputs[&entity];
         let reply = match result {
             Ok(reply) => reply,
@@ -188,7 +212,13 @@ impl Pipeline {
             .map(|w| {
                 let on_ack = |tombstone| OnAck::Emitted { entity, tombstone, event_ts: w.event_ts.clone() };
                 if let Some(f) = found.remove(w.id.as_str()) {
-                    let meta = Meta { event_uuid: w.newest.uuid, change_type: w.newest.change_type, event_ts: w.newest.ts, fetched_at, coalesced_uuids: w.uuids.clone() };
+                    let meta = Meta {
+                        event_uuid: w.newest.uuid,
+                        change_type: w.newest.change_type,
+                        event_ts: w.newest.ts,
+                        fetched_at,
+                        coalesced_uuids: w.uuids.clone(),
+                    };
                     match avro::to_record(&out.schema, f, &meta).and_then(|v| avro::encode(&out.schema, out.schema_id, v)) {
                         Ok(bytes) => {
                             let o = output::record(out.topic.clone(), entity, &w.id, f.version, &w.newest, bytes);
@@ -224,7 +254,15 @@ impl Pipeline {
 
     fn dead(&self, w: Work, stage: DlqStage, reason: &str, from: &HashMap<Uuid, Coordinates>) -> (Work, Outgoing, OnAck) {
         let coords = from.get(&w.newest.uuid).cloned().unwrap_or(Coordinates { topic: String::new(), partition: -1, offset: -1 });
-        let dl = output::dead_letter(self.cfg.dlq_topic.clone(), w.id.as_bytes().to_vec(), Some(w.newest.to_json()), stage, reason, &coords, &w.uuids);
+        let dl = output::dead_letter(
+            self.cfg.dlq_topic.clone(),
+            w.id.as_bytes().to_vec(),
+            Some(w.newest.to_json()),
+            stage,
+            reason,
+            &coords,
+            &w.uuids,
+        );
         (w, dl, OnAck::DeadLettered(stage))
     }
 
@@ -292,7 +330,14 @@ impl Pipeline {
 
 /// One chunk's fetch: transient failures are retried with jittered exponential backoff, at
 /// most `fetch_attempts` tries in all; each try holds one of the bounded fetch slots.
-async fn fetch_with_retries(sources: &dyn Fetch, slots: &Semaphore, metrics: &Metrics, cfg: &EnricherConfig, entity: EntityKind, ids: &[String]) -> Result<FetchReply, FetchError> {
+async fn fetch_with_retries(
+    sources: &dyn Fetch,
+    slots: &Semaphore,
+    metrics: &Metrics,
+    cfg: &EnricherConfig,
+    entity: EntityKind,
+    ids: &[String],
+) -> Result<FetchReply, FetchError> {
     let mut attempt = 1;
     loop {
         let started = Instant::now();

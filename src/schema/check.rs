@@ -37,10 +37,14 @@ fn directions(level: CompatibilityLevel) -> &'static [Direction] {
     }
 }
 
+/// Stands for the earlier version(s) in messages until findings are merged.
+const VERSIONS: &str = "\u{0}";
+
 /// Checks `new` against `priors` (newest first): the newest only, or all for `*_TRANSITIVE`.
+/// A finding that several versions share is reported once, naming every version.
 pub fn check_against(level: CompatibilityLevel, new: &Schema, priors: &[PriorVersion]) -> Vec<Finding> {
     let against = if level.is_transitive() { priors } else { priors.get(..1).unwrap_or(&[]) };
-    let mut findings: Vec<Finding> = Vec::new();
+    let mut merged: Vec<(Finding, Vec<&str>)> = Vec::new();
     for prior in against {
         for &direction in directions(level) {
             let probe = if direction == Direction::NewReadsOld { CompatibilityLevel::Backward } else { CompatibilityLevel::Forward };
@@ -52,34 +56,44 @@ pub fn check_against(level: CompatibilityLevel, new: &Schema, priors: &[PriorVer
                 Direction::NewReadsOld => (&prior.schema, new),
                 Direction::OldReadsNew => (new, &prior.schema),
             };
-            let mut explained = explain(writer, reader, direction, &prior.label);
+            let mut explained = explain(writer, reader, direction, VERSIONS);
             if explained.is_empty() {
+                let fix = "compare the schema with that version field by field (`slate schema diff`)";
                 explained = messages
                     .into_iter()
-                    .map(|message| {
-                        Finding::new(
-                            Rule::Incompatible,
-                            "",
-                            format!("{message} ({})", prior.label),
-                            "compare the schema with that version field by field (`slate schema diff`)",
-                        )
-                    })
+                    .map(|message| Finding::new(Rule::Incompatible, "", format!("{message} ({VERSIONS})"), fix))
                     .collect();
             }
             for finding in explained {
-                if !findings.contains(&finding) {
-                    findings.push(finding);
+                match merged.iter_mut().find(|(known, _)| *known == finding) {
+                    Some((_, labels)) => labels.push(&prior.label),
+                    None => merged.push((finding, vec![&prior.label])),
                 }
             }
         }
     }
-    findings
+    merged
+        .into_iter()
+        .map(|(mut finding, labels)| {
+            let labels = labels.join(", ");
+            finding.message = finding.message.replace(VERSIONS, &labels);
+            finding.fix = finding.fix.replace(VERSIONS, &labels);
+            finding
+        })
+        .collect()
 }
 
 /// Field-level reasons why `reader` cannot read data written with `writer`.
 pub fn explain(writer: &Schema, reader: &Schema, direction: Direction, label: &str) -> Vec<Finding> {
-    let mut explainer =
-        Explainer { writer_names: Names::of(writer), reader_names: Names::of(reader), direction, label, seen: HashSet::new(), findings: Vec::new(), failures: 0 };
+    let mut explainer = Explainer {
+        writer_names: Names::of(writer),
+        reader_names: Names::of(reader),
+        direction,
+        label,
+        seen: HashSet::new(),
+        findings: Vec::new(),
+        failures: 0,
+    };
     explainer.walk("", writer, reader, None);
     explainer.findings
 }
@@ -232,10 +246,13 @@ impl<'a> Explainer<'a> {
         let (message, fix) = match self.direction {
             Direction::NewReadsOld => (
                 format!("field added as {ty} without a default: the new schema cannot read records written with {}", self.label),
-                format!("add a default, e.g. \"default\": {}, or make it optional: [\"null\", ...] with \"default\": null", example_default(reader)),
+                format!(
+                    "add a default, e.g. \"default\": {}, or make it optional: [\"null\", ...] with \"default\": null",
+                    example_default(reader)
+                ),
             ),
             Direction::OldReadsNew => (
-                format!("field removed, but {} has no default for it: consumers on that version cannot read new records", self.label),
+                format!("field removed, but it has no default in {}: consumers still on that schema cannot read new records", self.label),
                 "keep the field (say it is deprecated in its doc); only fields with a default in every version still read can be removed"
                     .to_owned(),
             ),

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use apache_avro::Schema;
 use super::walk::{Names, enum_of, flatten, type_name};
+use apache_avro::Schema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -58,7 +58,12 @@ pub fn diff(old: &Schema, new: &Schema) -> Vec<FieldChange> {
     let mut changes = Vec::new();
     for before in &old_fields {
         if !new_fields.iter().any(|n| n.path == before.path) {
-            changes.push(change(&before.path, ChangeKind::Removed, described(&before.field.schema, before.field.default.as_ref()), String::new()));
+            changes.push(change(
+                &before.path,
+                ChangeKind::Removed,
+                described(&before.field.schema, before.field.default.as_ref()),
+                String::new(),
+            ));
         }
     }
     for after in &new_fields {
@@ -72,7 +77,12 @@ pub fn diff(old: &Schema, new: &Schema) -> Vec<FieldChange> {
             changes.push(change(path, ChangeKind::TypeChanged, old_type, new_type));
         }
         if before.default != field.default {
-            changes.push(change(path, ChangeKind::DefaultChanged, default_text(before.default.as_ref()), default_text(field.default.as_ref())));
+            changes.push(change(
+                path,
+                ChangeKind::DefaultChanged,
+                default_text(before.default.as_ref()),
+                default_text(field.default.as_ref()),
+            ));
         }
         if before.doc != field.doc {
             let doc = |d: &Option<String>| d.clone().unwrap_or_default();

@@ -29,8 +29,11 @@ pub fn git_history(dir: &Path, file_name: &str, reference: &str) -> Result<Vec<P
         .map(|(index, (commit, text))| {
             let number = u32::try_from(total - index).unwrap_or(u32::MAX);
             let label = format!("version {number} (git {})", &commit[..commit.len().min(10)]);
-            let parsed = SchemaFile::parse(&dir.join(file_name), text)
-                .map_err(|err| SchemaError::InvalidHistory { path: dir.join(file_name), label: label.clone(), message: err.to_string() })?;
+            let parsed = SchemaFile::parse(&dir.join(file_name), text).map_err(|err| SchemaError::InvalidHistory {
+                path: dir.join(file_name),
+                label: label.clone(),
+                message: err.to_string(),
+            })?;
             Ok(PriorVersion { number, label, schema: parsed.schema })
         })
         .collect()
@@ -48,5 +51,6 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, SchemaError> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(SchemaError::Git { args: args.join(" "), message: stderr.trim().to_owned() });
     }
-    String::from_utf8(output.stdout).map_err(|err| SchemaError::Git { args: args.join(" "), message: format!("output is not utf-8: {err}") })
+    String::from_utf8(output.stdout)
+        .map_err(|err| SchemaError::Git { args: args.join(" "), message: format!("output is not utf-8: {err}") })
 }

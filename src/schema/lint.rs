@@ -117,9 +117,11 @@ fn renamed_fields(old: &[FlatField], new: &[FlatField], label: &str, findings: &
         if known(&field.name) || field.aliases.iter().any(|alias| known(alias)) {
             continue;
         }
-        let still_present = |name: &str| new.iter().any(|n| n.record == flat.record && (n.field.name == name || n.field.aliases.iter().any(|a| a == name)));
+        let still_present =
+            |name: &str| new.iter().any(|n| n.record == flat.record && (n.field.name == name || n.field.aliases.iter().any(|a| a == name)));
         let ty = type_name(&field.schema);
-        let renamed = old_fields.iter().find(|(position, name, old_ty)| *position == flat.position && *old_ty == ty && !still_present(name));
+        let renamed =
+            old_fields.iter().find(|(position, name, old_ty)| *position == flat.position && *old_ty == ty && !still_present(name));
         if let Some((_, old_name, _)) = renamed {
             findings.push(Finding::new(
                 Rule::RenamedFieldWithoutAlias,

@@ -141,7 +141,12 @@ impl SchemaRegistry {
         url
     }
 
-    async fn call<T: for<'de> Deserialize<'de>>(&self, method: Method, url: Url, body: Option<serde_json::Value>) -> Result<T, ClientError> {
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ClientError> {
         let url_text = url.to_string();
         let transport = |source| ClientError::Transport { url: url_text.clone(), source };
         let mut request = self.http.request(method, url).header(reqwest::header::ACCEPT, ACCEPT);

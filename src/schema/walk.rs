@@ -21,11 +21,9 @@ impl<'a> Names<'a> {
 
     fn collect(&mut self, schema: &'a Schema) {
         match schema {
-            Schema::Record(record) => {
-                if self.by_name.insert(record.name.fullname(None), schema).is_none() {
-                    for field in &record.fields {
-                        self.collect(&field.schema);
-                    }
+            Schema::Record(record) if self.by_name.insert(record.name.fullname(None), schema).is_none() => {
+                for field in &record.fields {
+                    self.collect(&field.schema);
                 }
             }
             Schema::Enum(e) => {

@@ -113,7 +113,9 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>, 
             Some(Ok(m)) => {
                 let headers = m
                     .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                    .map(|h| {
+                        h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()
+                    })
                     .unwrap_or_default();
                 out.push((m.key().unwrap_or_default().to_vec(), m.payload().map(<[u8]>::to_vec), headers));
             }
@@ -138,7 +140,8 @@ impl TestRegistry {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = slate::registry::RegistryState::new(slate::registry::MemoryStore::new(), slate::registry::CompatibilityLevel::Backward, None);
+        let state =
+            slate::registry::RegistryState::new(slate::registry::MemoryStore::new(), slate::registry::CompatibilityLevel::Backward, None);
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             slate::registry::serve(listener, state, async move {

@@ -53,7 +53,11 @@ pub fn enriched_state(cfg: &Config) -> BTreeMap<(EntityKind, String), Option<i64
 /// Decodes a Confluent-framed record and returns its `version` field.
 pub fn version_of(schema: &Schema, payload: &[u8]) -> i64 {
     assert_eq!(payload[0], 0, "Confluent magic byte");
-    let value = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().unwrap().read_value(&mut &payload[5..]).expect("valid Avro");
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .unwrap()
+        .read_value(&mut &payload[5..])
+        .expect("valid Avro");
     let Value::Record(fields) = value else { panic!("record expected") };
     match fields.iter().find(|(n, _)| n == "version") {
         Some((_, Value::Long(v))) => *v,
@@ -103,7 +107,13 @@ pub async fn wait_converged(cfg: &Config, studio: &slate::studio::Studio, keys: 
             return;
         }
         if Instant::now() > deadline {
-            panic!("not converged within {within:?}: {} keys differ (sample (key, want, got): {:?}); {} unexpected keys {:?}", diff.len(), &diff[..diff.len().min(5)], extra.len(), &extra[..extra.len().min(5)]);
+            panic!(
+                "not converged within {within:?}: {} keys differ (sample (key, want, got): {:?}); {} unexpected keys {:?}",
+                diff.len(),
+                &diff[..diff.len().min(5)],
+                extra.len(),
+                &extra[..extra.len().min(5)]
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -31,44 +31,43 @@ pub struct GraphqlFetcher {
     endpoint: Url,
     query: String,
     response_path: String,
-    tombstones: Tombstones,
+    tombstones_path: String,
+    /// A custom query without a configured `tombstones_path` may select no tombstones: then
+    /// the default path is read if present and ignored if absent.
+    tombstones_required: bool,
     bearer_token: Option<Secret>,
     timeout: Duration,
 }
 
-/// Where tombstones are read from. A custom query without a configured `tombstones_path`
-/// may not select any: then the default path is read if present and ignored if absent.
-enum Tombstones {
-    Required(String),
-    IfPresent(String),
-}
-
 /// The HTTP client shared by all GraphQL entities; `timeout` bounds each whole request.
 pub(super) fn http_client(cfg: &SourcesConfig) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder().timeout(cfg.timeout).connect_timeout(cfg.timeout).build().map_err(|e| ConfigError::Invalid {
-        key: "sources".into(),
-        message: format!("cannot build the HTTP client: {e}"),
-    })
+    reqwest::Client::builder()
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout)
+        .build()
+        .map_err(|e| ConfigError::Invalid { key: "sources".into(), message: format!("cannot build the HTTP client: {e}") })
 }
 
 impl GraphqlFetcher {
-    pub fn try_new(kind: EntityKind, cfg: &SourcesConfig, entity: &EntitySourceConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
+    pub fn try_new(
+        kind: EntityKind,
+        cfg: &SourcesConfig,
+        entity: &EntitySourceConfig,
+        client: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
         let (key, endpoint) = match &entity.endpoint {
             Some(e) => (format!("sources.entities.{kind}.endpoint"), e.as_str()),
             None => ("sources.graphql_endpoint".to_string(), cfg.graphql_endpoint.as_str()),
         };
-        let endpoint = Url::parse(endpoint).map_err(|e| ConfigError::Invalid { key, message: format!("'{endpoint}' is not a URL: {e}") })?;
-        let tombstones = match (&entity.tombstones_path, &entity.query) {
-            (Some(path), _) => Tombstones::Required(path.clone()),
-            (None, None) => Tombstones::Required(DEFAULT_TOMBSTONES_PATH.into()),
-            (None, Some(_)) => Tombstones::IfPresent(DEFAULT_TOMBSTONES_PATH.into()),
-        };
+        let endpoint =
+            Url::parse(endpoint).map_err(|e| ConfigError::Invalid { key, message: format!("'{endpoint}' is not a URL: {e}") })?;
         Ok(Self {
             client,
             endpoint,
             query: entity.query.clone().unwrap_or_else(|| default_query(kind)),
             response_path: entity.response_path.clone().unwrap_or_else(|| DEFAULT_RESPONSE_PATH.into()),
-            tombstones,
+            tombstones_path: entity.tombstones_path.clone().unwrap_or_else(|| DEFAULT_TOMBSTONES_PATH.into()),
+            tombstones_required: entity.tombstones_path.is_some() || entity.query.is_none(),
             bearer_token: cfg.bearer_token.clone(),
             timeout: cfg.timeout,
         })
@@ -93,7 +92,8 @@ impl GraphqlFetcher {
         if !status.is_success() {
             return Err(FetchError::Rejected(format!("http {status}: {}", excerpt(&bytes))));
         }
-        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| FetchError::BadResponse(format!("body is not JSON ({e}): {}", excerpt(&bytes))))?;
+        let doc: Value =
+            serde_json::from_slice(&bytes).map_err(|e| FetchError::BadResponse(format!("body is not JSON ({e}): {}", excerpt(&bytes))))?;
         if let Some(errors) = doc.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
             return Err(classify_errors(errors));
         }
@@ -103,13 +103,12 @@ impl GraphqlFetcher {
             None => return Err(FetchError::BadResponse(format!("response_path `{}` is not in the response", self.response_path))),
         };
         let found = items.iter().map(parse_item).collect::<Result<Vec<_>, _>>()?;
-        let deleted = match &self.tombstones {
-            Tombstones::Required(path) | Tombstones::IfPresent(path) => match at_path(&doc, path) {
-                Some(Value::Array(list)) => list.iter().map(parse_tombstone).collect::<Result<Vec<_>, _>>()?,
-                None if matches!(self.tombstones, Tombstones::IfPresent(_)) => Vec::new(),
-                Some(other) => return Err(FetchError::BadResponse(format!("`{path}` is {}, not a list", kind_of(other)))),
-                None => return Err(FetchError::BadResponse(format!("tombstones_path `{path}` is not in the response"))),
-            },
+        let path = &self.tombstones_path;
+        let deleted = match at_path(&doc, path) {
+            Some(Value::Array(list)) => list.iter().map(id_and_version).collect::<Result<Vec<_>, _>>()?,
+            Some(other) => return Err(FetchError::BadResponse(format!("`{path}` is {}, not a list", kind_of(other)))),
+            None if !self.tombstones_required => Vec::new(),
+            None => return Err(FetchError::BadResponse(format!("tombstones_path `{path}` is not in the response"))),
         };
         let (found, deleted) = settle_overlap(found, deleted);
         assemble(ids, found, deleted, Vec::new())
@@ -119,7 +118,7 @@ impl GraphqlFetcher {
         if e.is_timeout() {
             return FetchError::Timeout(self.timeout);
         }
-        FetchError::Unavailable(format!("{}: {}", self.endpoint, error_chain(&e)))
+        FetchError::Unavailable(error_chain(&e))
     }
 
     async fn read_body(&self, response: &mut reqwest::Response) -> Result<Vec<u8>, FetchError> {
@@ -181,15 +180,14 @@ fn record_of<'s>(schema: &'s Schema, names: &HashMap<Name, &'s Schema>) -> Optio
 
 fn classify_errors(errors: &[Value]) -> FetchError {
     let codes: Vec<&str> = errors.iter().map(|e| e.pointer("/extensions/code").and_then(Value::as_str).unwrap_or("")).collect();
-    let messages: Vec<String> = errors
-        .iter()
-        .zip(&codes)
-        .take(3)
-        .map(|(e, code)| {
-            let message = e.get("message").and_then(Value::as_str).unwrap_or("(no message)");
-            if code.is_empty() { message.to_string() } else { format!("{code}: {message}") }
-        })
-        .collect();
+    let mut messages: Vec<String> = Vec::new();
+    for (e, code) in errors.iter().zip(&codes) {
+        let message = e.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+        let message = if code.is_empty() { message.to_string() } else { format!("{code}: {message}") };
+        if messages.len() < 3 && !messages.contains(&message) {
+            messages.push(message);
+        }
+    }
     let summary = format!("graphql errors: {}", messages.join("; "));
     if codes.iter().all(|c| TRANSIENT_CODES.contains(c)) { FetchError::Unavailable(summary) } else { FetchError::Rejected(summary) }
 }
@@ -213,10 +211,6 @@ fn parse_item(item: &Value) -> Result<Fetched, FetchError> {
     }
     let (id, version) = id_and_version(item)?;
     Ok(Fetched { id, version, body: item.clone() })
-}
-
-fn parse_tombstone(item: &Value) -> Result<(String, i64), FetchError> {
-    id_and_version(item)
 }
 
 fn id_and_version(item: &Value) -> Result<(String, i64), FetchError> {

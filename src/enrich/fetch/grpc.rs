@@ -25,6 +25,8 @@ pub const DEFAULT_METHOD: &str = "/studio.finance.v1.StudioSource/BatchGet";
 pub struct GrpcFetcher {
     kind: EntityKind,
     channel: Channel,
+    /// For error messages: the endpoint and method called.
+    target: String,
     method: PathAndQuery,
     authorization: Option<MetadataValue<Ascii>>,
     timeout: Duration,
@@ -35,7 +37,7 @@ pub struct GrpcFetcher {
 pub(super) fn lazy_channel(key: &str, endpoint: &str, timeout: Duration) -> Result<Channel, ConfigError> {
     let endpoint = Endpoint::from_shared(endpoint.to_string())
         .map_err(|e| ConfigError::Invalid { key: key.into(), message: format!("'{endpoint}' is not a gRPC endpoint URL: {e}") })?;
-    Ok(endpoint.timeout(timeout).connect_timeout(timeout).connect_lazy())
+    Ok(endpoint.connect_timeout(timeout).connect_lazy())
 }
 
 impl GrpcFetcher {
@@ -52,7 +54,8 @@ impl GrpcFetcher {
             })?),
             None => None,
         };
-        Ok(Self { kind, channel, method, authorization, timeout: cfg.timeout })
+        let target = format!("{}{method}", entity.endpoint.as_deref().unwrap_or(&cfg.grpc_endpoint).trim_end_matches('/'));
+        Ok(Self { kind, channel, target, method, authorization, timeout: cfg.timeout })
     }
 
     pub async fn fetch(&self, ids: &[String]) -> Result<FetchReply, FetchError> {
@@ -75,7 +78,7 @@ impl GrpcFetcher {
 
     async fn call(&self, ids: &[String]) -> Result<proto::BatchGetResponse, FetchError> {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES);
-        grpc.ready().await.map_err(|e| FetchError::Unavailable(format!("grpc channel not ready: {e}")))?;
+        grpc.ready().await.map_err(|e| FetchError::Unavailable(format!("{}: grpc channel not ready: {e}", self.target)))?;
         let mut request = tonic::Request::new(proto::BatchGetRequest { entity: self.kind.as_str().into(), ids: ids.to_vec() });
         request.set_timeout(self.timeout);
         if let Some(auth) = &self.authorization {
@@ -84,13 +87,13 @@ impl GrpcFetcher {
         let codec = tonic_prost::ProstCodec::<proto::BatchGetRequest, proto::BatchGetResponse>::default();
         match grpc.unary(request, self.method.clone(), codec).await {
             Ok(response) => Ok(response.into_inner()),
-            Err(status) => Err(status_error(&status)),
+            Err(status) => Err(status_error(&self.target, &status)),
         }
     }
 }
 
-fn status_error(status: &tonic::Status) -> FetchError {
-    let message = format!("grpc {:?}: {}", status.code(), status.message());
+fn status_error(target: &str, status: &tonic::Status) -> FetchError {
+    let message = format!("{target}: grpc {:?}: {}", status.code(), status.message());
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Cancelled => {
             FetchError::Unavailable(message)
@@ -146,10 +149,10 @@ mod tests {
     #[test]
     fn status_codes_classify() {
         for code in [Code::Unavailable, Code::DeadlineExceeded, Code::ResourceExhausted, Code::Aborted, Code::Cancelled] {
-            assert!(status_error(&tonic::Status::new(code, "x")).is_transient(), "{code:?}");
+            assert!(status_error("/m", &tonic::Status::new(code, "x")).is_transient(), "{code:?}");
         }
         for code in [Code::InvalidArgument, Code::NotFound, Code::Unimplemented, Code::PermissionDenied, Code::Internal] {
-            assert!(matches!(status_error(&tonic::Status::new(code, "x")), FetchError::Rejected(_)), "{code:?}");
+            assert!(matches!(status_error("/m", &tonic::Status::new(code, "x")), FetchError::Rejected(_)), "{code:?}");
         }
     }
 

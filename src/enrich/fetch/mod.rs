@@ -100,18 +100,22 @@ impl Sources {
             let entity_cfg = cfg.entities.get(&kind).cloned().unwrap_or_default();
             let source = match cfg.protocol_of(kind) {
                 Protocol::Graphql => {
-                    if http.is_none() {
-                        http = Some(graphql::http_client(cfg)?);
-                    }
-                    let client = http.clone().expect("built above");
+                    let client = match &http {
+                        Some(client) => reqwest::Client::clone(client),
+                        None => http.insert(graphql::http_client(cfg)?).clone(),
+                    };
                     EntitySource::Graphql(graphql::GraphqlFetcher::try_new(kind, cfg, &entity_cfg, client)?)
                 }
                 Protocol::Grpc => {
                     let endpoint = entity_cfg.endpoint.clone().unwrap_or_else(|| cfg.grpc_endpoint.clone());
                     let channel = match channels.get(&endpoint) {
-                        Some(channel) => Clone::clone(channel),
+                        Some(channel) => tonic::transport::Channel::clone(channel),
                         None => {
-                            let key = if entity_cfg.endpoint.is_some() { format!("sources.entities.{kind}.endpoint") } else { "sources.grpc_endpoint".into() };
+                            let key = if entity_cfg.endpoint.is_some() {
+                                format!("sources.entities.{kind}.endpoint")
+                            } else {
+                                "sources.grpc_endpoint".into()
+                            };
                             let channel = grpc::lazy_channel(&key, &endpoint, cfg.timeout)?;
                             channels.insert(endpoint, channel.clone());
                             channel
@@ -164,14 +168,19 @@ pub(crate) fn assemble(
         Ok(pos)
     };
     let mut found: Vec<(usize, Fetched)> = found.into_iter().map(|f| Ok((claim(&f.id)?, f))).collect::<Result<_, FetchError>>()?;
-    let mut deleted: Vec<(usize, (String, i64))> =
-        deleted.into_iter().map(|d| Ok((claim(&d.0)?, d))).collect::<Result<_, FetchError>>()?;
+    let mut deleted: Vec<(usize, (String, i64))> = deleted.into_iter().map(|d| Ok((claim(&d.0)?, d))).collect::<Result<_, FetchError>>()?;
     for id in &missing {
         claim(id)?;
     }
     found.sort_by_key(|(pos, _)| *pos);
     deleted.sort_by_key(|(pos, _)| *pos);
-    let missing = requested.iter().enumerate().filter(|(i, id)| position[id.as_str()] == *i && !seen.contains(i)).map(|(_, id)| id.clone()).collect();
+    let answered: HashSet<usize> = found.iter().map(|(pos, _)| *pos).chain(deleted.iter().map(|(pos, _)| *pos)).collect();
+    let missing = requested
+        .iter()
+        .enumerate()
+        .filter(|(i, id)| position[id.as_str()] == *i && !answered.contains(i))
+        .map(|(_, id)| id.clone())
+        .collect();
     Ok(FetchReply { found: found.into_iter().map(|(_, f)| f).collect(), deleted: deleted.into_iter().map(|(_, d)| d).collect(), missing })
 }
 
