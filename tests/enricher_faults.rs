@@ -79,7 +79,9 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
 }
 
 /// Reads `n` messages with their headers.
-fn read_n_with_headers(topic: &str, partitions: i32, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+type Keyed = (Vec<u8>, Vec<(String, String)>);
+
+fn read_n_with_headers(topic: &str, partitions: i32, n: usize) -> Vec<Keyed> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let all = read_all(topic, partitions);

@@ -90,7 +90,10 @@ pub async fn graphql(http: &reqwest::Client, addr: std::net::SocketAddr, query: 
 
 /// Every message of `topic` up to the end of each partition (partition EOF), as
 /// (key, payload, headers). A broker may report the end early; convergence checks re-read.
-pub fn read_all(topic: &str, partitions: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>, Vec<(String, String)>)> {
+/// (key, payload, headers) of one message.
+pub type Record = (Vec<u8>, Option<Vec<u8>>, Vec<(String, String)>);
+
+pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
     use rdkafka::error::KafkaError;
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = ClientConfig::new()
