@@ -15,4 +15,5 @@ pub mod proto;
 pub mod registry;
 pub mod schema;
 pub mod schemas;
+pub mod sink;
 pub mod studio;

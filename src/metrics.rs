@@ -67,6 +67,18 @@ pub struct Metrics {
     pub enricher_processed_total: Counter,
     /// Partitions currently assigned to the enricher's consumers, by group.
     pub consumer_assigned_partitions: Family<Label1, Gauge>,
+    /// Records applied by a sink, by sink.
+    pub sink_written_total: Family<Label1, Counter>,
+    /// Records a sink skipped because the target held that version or a newer one, by sink.
+    pub sink_stale_total: Family<Label1, Counter>,
+    /// Records a sink's target refused for good (dead-lettered), by sink.
+    pub sink_rejected_total: Family<Label1, Counter>,
+    /// Failed batch writes (target down or slow; the batch is retried), by sink.
+    pub sink_errors_total: Family<Label1, Counter>,
+    /// Time to write one batch, by sink.
+    pub sink_batch_seconds: Family<Label1, Histogram>,
+    /// Event timestamp to the sink's commit, by sink.
+    pub sink_freshness_seconds: Family<Label1, Histogram>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -103,6 +115,12 @@ impl Metrics {
             consumer_lag: Family::default(),
             enricher_processed_total: Counter::default(),
             consumer_assigned_partitions: Family::default(),
+            sink_written_total: Family::default(),
+            sink_stale_total: Family::default(),
+            sink_rejected_total: Family::default(),
+            sink_errors_total: Family::default(),
+            sink_batch_seconds: Family::new_with_constructor(latency_histogram),
+            sink_freshness_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 18))),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -145,6 +163,12 @@ impl Metrics {
             m.enricher_processed_total.clone(),
         );
         r.register("consumer_assigned_partitions", "Partitions assigned to the consumers", m.consumer_assigned_partitions.clone());
+        r.register("sink_written", "Records applied by a sink", m.sink_written_total.clone());
+        r.register("sink_stale", "Records skipped as not newer than the target's", m.sink_stale_total.clone());
+        r.register("sink_rejected", "Records the target refused for good", m.sink_rejected_total.clone());
+        r.register("sink_errors", "Failed batch writes, retried", m.sink_errors_total.clone());
+        r.register("sink_batch_seconds", "Time to write one batch", m.sink_batch_seconds.clone());
+        r.register("sink_freshness_seconds", "Event timestamp to the sink's commit", m.sink_freshness_seconds.clone());
         Self { registry: Arc::new(r), ..m }
     }
 

@@ -9,9 +9,25 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_enrich_prints_all_three_modes() {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slate"));
-    cmd.env("SLATE_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap())
-        .env("SLATE_KAFKA__CONSUMER__SESSION_TIMEOUT", "6s")
-        .args(["--log", "warn", "bench", "enrich", "--events", "300", "--naive-events", "30", "--rate", "20", "--steady-secs", "1", "--repeat", "1", "--productions", "20", "--json"]);
+    cmd.env("SLATE_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap()).env("SLATE_KAFKA__CONSUMER__SESSION_TIMEOUT", "6s").args([
+        "--log",
+        "warn",
+        "bench",
+        "enrich",
+        "--events",
+        "300",
+        "--naive-events",
+        "30",
+        "--rate",
+        "20",
+        "--steady-secs",
+        "1",
+        "--repeat",
+        "1",
+        "--productions",
+        "20",
+        "--json",
+    ]);
     let (ok, out, err) = run_command(&mut cmd, Duration::from_secs(240)).await;
     assert!(ok, "bench failed:\n{out}\n{err}");
     let reports: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");

@@ -13,11 +13,13 @@
 mod enrich;
 mod secret;
 mod sections;
+mod sinks;
 mod studio;
 
 pub use enrich::*;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
+pub use sinks::*;
 pub use studio::*;
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +49,7 @@ pub struct Config {
     pub studio: StudioConfig,
     pub enricher: EnricherConfig,
     pub sources: SourcesConfig,
+    pub sinks: SinksConfig,
 }
 
 /// Where one override came from, to name it in errors.
@@ -92,7 +95,8 @@ impl Config {
         self.registry_server.validate()?;
         self.studio.validate()?;
         self.enricher.validate()?;
-        self.sources.validate()
+        self.sources.validate()?;
+        self.sinks.validate()
     }
 
     /// The effective config as TOML, secrets redacted: what `slate config show` prints.

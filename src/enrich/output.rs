@@ -32,6 +32,8 @@ pub enum DlqStage {
     Encode,
     /// Every retry round failed.
     RetriesExhausted,
+    /// A sink's target refused the record for good.
+    SinkRejected,
 }
 
 impl DlqStage {
@@ -41,6 +43,7 @@ impl DlqStage {
             Self::Fetch => "fetch",
             Self::Encode => "encode",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::SinkRejected => "sink_rejected",
         }
     }
 }

@@ -1,0 +1,47 @@
+//! Sinks: independent consumers of the enriched topics, each in its own consumer group and at
+//! its own pace, writing idempotently to a target.
+//!
+//! Contract of the shared loop (`runner.rs`): consume a batch, decode it, write it, and only then
+//! store its offsets. A target that is down or slow ([`SinkError::Unavailable`]) pauses the sink
+//! with backoff and the same batch is written again: nothing is skipped. A record the target
+//! rejects permanently goes to the dead-letter topic with the reason, and is counted. Every
+//! [`Sink`] is idempotent by entity id + source version, so replays, duplicates and reordering
+//! converge to the source of truth.
+
+pub mod record;
+pub mod runner;
+
+pub use record::SinkRecord;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// What a write did with a batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Records applied (newer than what the target held).
+    pub applied: usize,
+    /// Records skipped because the target already held that version or a newer one.
+    pub stale: usize,
+    /// Records the target refused for good: (index in the batch, reason).
+    pub rejected: Vec<(usize, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Transient: the target is down, slow or overloaded; the batch is retried.
+    #[error("target unavailable: {0}")]
+    Unavailable(String),
+    /// The sink cannot work at all (bad credentials, schema mismatch): it stops with this error.
+    #[error("sink failed: {0}")]
+    Fatal(String),
+}
+
+/// A target. The seam a test fakes; the real ones are `sql`, `search` and `audit`.
+pub trait Sink: Send + Sync {
+    /// Short name: the consumer group suffix and the `sink` metric label.
+    fn name(&self) -> &'static str;
+
+    /// Writes a batch idempotently. `Ok` means every applied record is durable in the target.
+    fn write<'a>(&'a self, batch: &'a [SinkRecord]) -> Pin<Box<dyn Future<Output = Result<WriteOutcome, SinkError>> + Send + 'a>>;
+}

@@ -1,0 +1,162 @@
+//! Enriched messages as sinks see them: Avro records (Confluent wire format, writer schema from
+//! the registry, read with the embedded schema so a newer writer still decodes) or tombstones.
+
+use crate::enrich::avro;
+use crate::enrich::output::{H_CHANGE_TYPE, H_EVENT_TS, H_EVENT_UUIDS, H_VERSION, split_uuids};
+use crate::event::{ChangeType, EntityKind};
+use crate::registry::RegistryClient;
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use rdkafka::Message;
+use rdkafka::message::{Headers, OwnedMessage};
+use serde_json::{Map, Value as Json, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// One enriched record or tombstone, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkRecord {
+    pub entity: EntityKind,
+    pub id: String,
+    /// Source version; `None` only for a tombstone of an id the source never had.
+    pub version: Option<i64>,
+    /// The record as JSON (Avro field names; dates `YYYY-MM-DD`; timestamps epoch ms; uuids as
+    /// strings); `None` for a tombstone (the entity is deleted).
+    pub value: Option<Json>,
+    pub change_type: ChangeType,
+    /// Source timestamp of the newest event behind this record (epoch ms).
+    pub event_ts: i64,
+    /// Every event uuid folded into this record.
+    pub event_uuids: Vec<Uuid>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The message is bad: dead-letter it.
+    #[error("{0}")]
+    Bad(String),
+    /// The registry is unreachable: retry later.
+    #[error("schema registry unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub struct RecordDecoder {
+    topic_prefix: String,
+    registry: RegistryClient,
+    readers: HashMap<EntityKind, Schema>,
+    writers: Mutex<HashMap<u32, Arc<Schema>>>,
+}
+
+impl RecordDecoder {
+    pub fn new(topic_prefix: String, registry: RegistryClient) -> Self {
+        let readers = EntityKind::ALL
+            .iter()
+            .map(|k| (*k, Schema::parse_str(crate::schemas::entity_schema(*k)).expect("embedded schema parses")))
+            .collect();
+        Self { topic_prefix, registry, readers, writers: Mutex::new(HashMap::new()) }
+    }
+
+    pub async fn decode(&self, m: &OwnedMessage) -> Result<SinkRecord, RecordError> {
+        let entity = m
+            .topic()
+            .strip_prefix(&self.topic_prefix)
+            .and_then(|t| t.strip_suffix(".enriched"))
+            .and_then(|e| e.parse::<EntityKind>().ok())
+            .ok_or_else(|| RecordError::Bad(format!("topic '{}' is not <prefix><entity>.enriched", m.topic())))?;
+        let id = m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| RecordError::Bad("no key (the entity id)".into()))?;
+        let header = |k: &str| {
+            m.headers().and_then(|h| h.iter().find(|h| h.key == k)).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let change_type = match header(H_CHANGE_TYPE).as_deref() {
+            Some("CREATE") => ChangeType::Create,
+            Some("DELETE") => ChangeType::Delete,
+            _ => ChangeType::Update,
+        };
+        let base = SinkRecord {
+            entity,
+            id,
+            version: header(H_VERSION).and_then(|v| v.parse().ok()),
+            value: None,
+            change_type,
+            event_ts: header(H_EVENT_TS).and_then(|v| v.parse().ok()).unwrap_or(0),
+            event_uuids: header(H_EVENT_UUIDS).map(|h| split_uuids(&h)).unwrap_or_default(),
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+        };
+        let Some(payload) = m.payload() else { return Ok(base) };
+        let (schema_id, mut body) = avro::decode(payload).map_err(|e| RecordError::Bad(e.to_string()))?;
+        let writer = self.writer(schema_id).await?;
+        let reader = &self.readers[&entity];
+        let value = apache_avro::reader::datum::GenericDatumReader::builder(&writer)
+            .reader_schema(reader)
+            .build()
+            .and_then(|r| r.read_value(&mut body))
+            .map_err(|e| RecordError::Bad(format!("avro body does not match schema {schema_id}: {e}")))?;
+        let json = to_json(value);
+        let version = json.get("version").and_then(Json::as_i64).ok_or_else(|| RecordError::Bad("record without a version".into()))?;
+        let meta = json.get("_meta").cloned().unwrap_or(Json::Null);
+        Ok(SinkRecord {
+            version: Some(version),
+            event_ts: meta.get("event_ts").and_then(Json::as_i64).unwrap_or(base.event_ts),
+            event_uuids: meta
+                .get("coalesced_uuids")
+                .and_then(Json::as_array)
+                .map(|a| a.iter().filter_map(|u| u.as_str()?.parse().ok()).collect())
+                .unwrap_or_default(),
+            change_type: match meta.get("change_type").and_then(Json::as_str) {
+                Some("CREATE") => ChangeType::Create,
+                Some("DELETE") => ChangeType::Delete,
+                _ => ChangeType::Update,
+            },
+            value: Some(json),
+            ..base
+        })
+    }
+
+    async fn writer(&self, id: u32) -> Result<Arc<Schema>, RecordError> {
+        if let Some(w) = self.writers.lock().expect("writer cache lock poisoned").get(&id) {
+            return Ok(w.clone());
+        }
+        let fetched = self.registry.schema_by_id(id).await.map_err(|e| {
+            if e.is_transient() { RecordError::Unavailable(e.to_string()) } else { RecordError::Bad(format!("writer schema {id}: {e}")) }
+        })?;
+        let schema =
+            Arc::new(Schema::parse_str(&fetched.schema).map_err(|e| RecordError::Bad(format!("writer schema {id} does not parse: {e}")))?);
+        self.writers.lock().expect("writer cache lock poisoned").insert(id, schema.clone());
+        Ok(schema)
+    }
+}
+
+/// Avro value → JSON, the shape every sink stores.
+pub fn to_json(v: Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => json!(b),
+        Value::Int(i) => json!(i),
+        Value::Long(l)
+        | Value::TimestampMillis(l)
+        | Value::TimestampMicros(l)
+        | Value::LocalTimestampMillis(l)
+        | Value::LocalTimestampMicros(l) => json!(l),
+        Value::Float(f) => json!(f),
+        Value::Double(d) => json!(d),
+        Value::String(s) | Value::Enum(_, s) => json!(s),
+        Value::Uuid(u) => json!(u.to_string()),
+        Value::Date(d) => json!(crate::studio::model::format_date(d)),
+        Value::Union(_, inner) => to_json(*inner),
+        Value::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
+        Value::Map(m) => Json::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Value::Record(fields) => Json::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect::<Map<_, _>>()),
+        Value::Bytes(b) | Value::Fixed(_, b) => Json::Array(b.into_iter().map(|x| json!(x)).collect()),
+        other => json!(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,196 @@
+//! The consume → write → commit loop every sink runs.
+
+use super::record::{RecordDecoder, RecordError, SinkRecord};
+use super::{Sink, SinkError};
+use crate::config::{Config, SinksConfig};
+use crate::enrich::consumer::{self, EnrichConsumer};
+use crate::enrich::output::{self, Coordinates, DlqStage};
+use crate::event::EntityKind;
+use crate::kafka::{OffsetTracker, Producer};
+use crate::metrics::{Metrics, label};
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Produce(#[from] crate::kafka::ProduceError),
+    #[error("schema registry: {0}")]
+    Registry(#[from] crate::registry::ClientError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// A running sink; [`RunningSink::shutdown`] finishes the batch in hand and commits.
+pub struct RunningSink {
+    cancel: CancellationToken,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl RunningSink {
+    pub async fn shutdown(self) -> Result<(), RunError> {
+        self.cancel.cancel();
+        self.task.await.unwrap_or(Ok(()))
+    }
+
+    /// Stops at once without committing, as a crash would (tests).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
+    /// Resolves if the sink stops by itself (a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Topics a sink reads.
+pub fn topics(cfg: &SinksConfig) -> Vec<String> {
+    EntityKind::ALL.iter().map(|k| format!("{}{}.enriched", cfg.topic_prefix, k.as_str())).collect()
+}
+
+/// Starts `sink` in its consumer group `<group_prefix><name>`.
+pub async fn start(cfg: &Config, sink: Arc<dyn Sink>, metrics: Metrics) -> Result<RunningSink, RunError> {
+    let s = cfg.sinks.clone();
+    let topics = topics(&s);
+    crate::kafka::ensure_topics(&cfg.kafka, &topics, cfg.enricher.topic_partitions, cfg.enricher.topic_replication).await?;
+    crate::kafka::ensure_topics(
+        &cfg.kafka,
+        std::slice::from_ref(&s.dlq_topic),
+        cfg.enricher.topic_partitions,
+        cfg.enricher.topic_replication,
+    )
+    .await?;
+    let group = format!("{}{}", s.group_prefix, sink.name());
+    let consumer = consumer::create(&cfg.kafka, &group, &topics, metrics.clone())?;
+    let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
+    let decoder = RecordDecoder::new(s.topic_prefix.clone(), crate::enrich::registry_client(&cfg.registry)?);
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let task = tokio::spawn(async move { run(&consumer, &*sink, &decoder, &producer, &s, &metrics, c).await });
+    Ok(RunningSink { cancel, task })
+}
+
+async fn run(
+    consumer: &EnrichConsumer,
+    sink: &dyn Sink,
+    decoder: &RecordDecoder,
+    producer: &Producer,
+    cfg: &SinksConfig,
+    metrics: &Metrics,
+    cancel: CancellationToken,
+) -> Result<(), RunError> {
+    let name = sink.name();
+    let mut tracker = OffsetTracker::new();
+    while !cancel.is_cancelled() {
+        let batch = consumer::collect(consumer, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
+        if batch.is_empty() {
+            continue;
+        }
+        for m in &batch {
+            tracker.track(m.topic(), m.partition(), m.offset());
+        }
+        let Some((records, bad)) = decode_all(decoder, &batch, cfg, &cancel).await else { break };
+        let mut backoff = cfg.backoff;
+        let outcome = loop {
+            let started = Instant::now();
+            match sink.write(&records).await {
+                Ok(o) => {
+                    metrics.sink_batch_seconds.get_or_create(&label("sink", name)).observe(started.elapsed().as_secs_f64());
+                    break o;
+                }
+                Err(SinkError::Unavailable(e)) => {
+                    metrics.sink_errors_total.get_or_create(&label("sink", name)).inc();
+                    tracing::warn!(sink = name, error = %e, retry_in = ?backoff, "write failed; retrying the batch, nothing is committed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(cfg.max_backoff);
+                }
+                Err(fatal) => return Err(fatal.into()),
+            }
+        };
+        let mut dead: Vec<(Dead, DlqStage)> = bad.into_iter().map(|d| (d, DlqStage::Decode)).collect();
+        for (i, reason) in &outcome.rejected {
+            let r = &records[*i];
+            let payload = batch
+                .iter()
+                .find(|m| m.topic() == r.topic && m.partition() == r.partition && m.offset() == r.offset)
+                .and_then(|m| m.payload().map(<[u8]>::to_vec));
+            let from = Coordinates { topic: r.topic.clone(), partition: r.partition, offset: r.offset };
+            dead.push(((r.id.as_bytes().to_vec(), payload, format!("{name} sink rejected: {reason}"), from), DlqStage::SinkRejected));
+        }
+        let mut pending = Vec::new();
+        for ((key, payload, reason, from), stage) in &dead {
+            let dl = output::dead_letter(cfg.dlq_topic.clone(), key.clone(), payload.clone(), *stage, reason, from, &[]);
+            pending.push(producer.enqueue(&dl.topic, &dl.key, dl.payload.as_deref(), Some(dl.owned_headers())).await?);
+        }
+        for p in pending {
+            p.await?;
+        }
+        metrics.sink_written_total.get_or_create(&label("sink", name)).inc_by(outcome.applied as u64);
+        metrics.sink_stale_total.get_or_create(&label("sink", name)).inc_by(outcome.stale as u64);
+        metrics.sink_rejected_total.get_or_create(&label("sink", name)).inc_by(dead.len() as u64);
+        for ((_, _, reason, _), _) in &dead {
+            tracing::warn!(sink = name, %reason, "dead-lettered");
+        }
+        let now = crate::studio::now_millis();
+        for r in records.iter().filter(|r| r.event_ts > 0) {
+            metrics.sink_freshness_seconds.get_or_create(&label("sink", name)).observe((now - r.event_ts).max(0) as f64 / 1000.0);
+        }
+        for m in &batch {
+            tracker.ack(m.topic(), m.partition(), m.offset());
+        }
+        consumer::store(consumer, &mut tracker);
+    }
+    let _ = rdkafka::consumer::Consumer::commit_consumer_state(consumer, rdkafka::consumer::CommitMode::Sync);
+    Ok(())
+}
+
+type Dead = (Vec<u8>, Option<Vec<u8>>, String, Coordinates);
+
+/// Decodes a batch; undecodable messages come back separately for the dead-letter topic.
+/// `None` when cancelled while the registry was unreachable.
+async fn decode_all(
+    decoder: &RecordDecoder,
+    batch: &[OwnedMessage],
+    cfg: &SinksConfig,
+    cancel: &CancellationToken,
+) -> Option<(Vec<SinkRecord>, Vec<Dead>)> {
+    let (mut records, mut bad) = (Vec::new(), Vec::new());
+    for m in batch {
+        let mut backoff = cfg.backoff;
+        loop {
+            match decoder.decode(m).await {
+                Ok(r) => records.push(r),
+                Err(RecordError::Bad(reason)) => bad.push((
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().map(<[u8]>::to_vec),
+                    reason,
+                    Coordinates { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset() },
+                )),
+                Err(RecordError::Unavailable(e)) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "schema registry unavailable; sink waits");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => return None,
+                    }
+                    backoff = (backoff * 2).min(cfg.max_backoff);
+                    continue;
+                }
+            }
+            break;
+        }
+    }
+    Some((records, bad))
+}
+
+/// For tests: how long to wait for a sink to settle.
+pub const SETTLE: Duration = Duration::from_secs(60);
