@@ -70,3 +70,34 @@ async fn skewed_load_converges_to_the_source_of_truth() {
     studio.shutdown().await;
     registry.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_change_events_are_decoded_through_the_registry() {
+    use slate::event::{ChangeEvent, ChangeType};
+    let registry = TestRegistry::start().await;
+    let mut cfg = pipeline_config(&registry.url, &[ov("studio.publish", false)]);
+    let studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();
+    use_studio(&mut cfg, &studio);
+    let topic = EntityKind::Talent.changes_topic(&cfg.studio.topic_prefix);
+    slate::kafka::ensure_topics(&cfg.kafka, std::slice::from_ref(&topic), 2, 1).await.unwrap();
+    let metrics = Metrics::new();
+    let enricher = slate::enrich::start(&cfg, metrics.clone()).await.unwrap();
+
+    // A producer that speaks Avro: the ChangeEvent schema registered under <topic>-value.
+    let client = slate::registry::RegistryClient::try_new(&registry.url, slate::registry::RegistryAuth::None, Duration::from_secs(5)).unwrap();
+    let schema_id = client.register(&format!("{topic}-value"), slate::schemas::CHANGE_EVENT, &[]).await.unwrap();
+    studio.studio.store.set_deal("tal-000001", "prod-000002", 123_456).unwrap();
+    let event = ChangeEvent::new(ChangeType::Update, EntityKind::Talent, "tal-000001", slate::studio::now_millis());
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&schema_id.to_be_bytes());
+    framed.extend_from_slice(&slate::enrich::avro::change_event_datum(&event).unwrap());
+    let producer = slate::kafka::Producer::try_new(&cfg.kafka, Metrics::new()).unwrap();
+    producer.send(&topic, b"tal-000001", Some(&framed), None).await.unwrap();
+
+    let keys: std::collections::BTreeSet<_> = [(EntityKind::Talent, "tal-000001".to_string())].into();
+    wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(30)).await;
+    assert_eq!(counter(&metrics, "slate_dead_lettered_total"), 0.0);
+    enricher.shutdown().await;
+    studio.shutdown().await;
+    registry.stop().await;
+}
