@@ -17,3 +17,4 @@ pub mod schema;
 pub mod schemas;
 pub mod sink;
 pub mod studio;
+pub mod verify;

@@ -1,0 +1,195 @@
+//! `slate verify`: reconciles what the sinks hold with the source of truth.
+//!
+//! For every entity the source's live ids and versions are listed (the studio's GraphQL
+//! `ids` listing, then batched fetches through the configured sources); every id a sink holds
+//! that the source does not list is fetched too, to tell deleted from unknown. Drift is:
+//! - **missing**: live at the source, absent (or a tombstone) in the sink;
+//! - **stale**: the sink holds an older version than the source;
+//! - **extra**: live in the sink, deleted or unknown at the source.
+//! `--repair` publishes one change event per drifted id to the enricher's input topics, so the
+//! normal pipeline heals the sinks (at-least-once and version guards make that safe).
+
+use crate::config::Config;
+use crate::enrich::fetch::{Fetch, Sources};
+use crate::event::{ChangeEvent, ChangeType, EntityKind};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// What a sink holds for one id: its version, and whether that version is a tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub version: i64,
+    pub deleted: bool,
+}
+
+/// The source's view of one id: `Some(version)` when live, `None` when deleted or unknown.
+pub type Truth = Option<i64>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    Missing,
+    Stale,
+    Extra,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EntityDrift {
+    pub checked: usize,
+    pub missing: usize,
+    pub stale: usize,
+    pub extra: usize,
+    /// Up to ten drifted ids, with their kind.
+    pub samples: Vec<(String, DriftKind)>,
+    #[serde(skip)]
+    pub drifted: Vec<(String, DriftKind)>,
+}
+
+impl EntityDrift {
+    pub fn total(&self) -> usize {
+        self.missing + self.stale + self.extra
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("source: {0}")]
+    Source(String),
+    #[error("{sink} sink: {message}")]
+    Sink { sink: &'static str, message: String },
+    #[error(transparent)]
+    Produce(#[from] crate::kafka::ProduceError),
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Compares one entity's sink contents with the source.
+pub fn compare(truth: &HashMap<String, Truth>, held: &HashMap<String, Held>) -> EntityDrift {
+    let mut d = EntityDrift::default();
+    let mut ids: Vec<&String> = truth.keys().chain(held.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        d.checked += 1;
+        let t = truth.get(id).copied().flatten();
+        let h = held.get(id).filter(|h| !h.deleted);
+        let kind = match (t, h) {
+            (Some(_), None) => Some(DriftKind::Missing),
+            (Some(v), Some(h)) if h.version < v => Some(DriftKind::Stale),
+            (None, Some(_)) => Some(DriftKind::Extra),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            match kind {
+                DriftKind::Missing => d.missing += 1,
+                DriftKind::Stale => d.stale += 1,
+                DriftKind::Extra => d.extra += 1,
+            }
+            if d.samples.len() < 10 {
+                d.samples.push((id.clone(), kind));
+            }
+            d.drifted.push((id.clone(), kind));
+        }
+    }
+    d
+}
+
+/// Live ids of `entity` at the studio, through its GraphQL `ids` listing.
+pub async fn list_source_ids(cfg: &Config, entity: EntityKind) -> Result<Vec<String>, VerifyError> {
+    let http = reqwest::Client::builder().timeout(cfg.sources.timeout).build().map_err(|e| VerifyError::Source(e.to_string()))?;
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = "query($entity: Entity!, $after: ID) { ids(entity: $entity, after: $after, first: 1000) }";
+        let body = serde_json::json!({ "query": query, "variables": { "entity": entity.as_str(), "after": after } });
+        let mut req = http.post(&cfg.sources.graphql_endpoint).json(&body);
+        if let Some(t) = &cfg.sources.bearer_token {
+            req = req.bearer_auth(t.expose());
+        }
+        let reply: serde_json::Value = req.send().await.and_then(|r| r.error_for_status()).map_err(|e| VerifyError::Source(e.to_string()))?.json().await.map_err(|e| VerifyError::Source(e.to_string()))?;
+        let page: Vec<String> = reply["data"]["ids"]
+            .as_array()
+            .ok_or_else(|| VerifyError::Source(format!("listing {entity} ids failed: {}", reply["errors"])))?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let done = page.len() < 1000;
+        after = page.last().cloned();
+        ids.extend(page);
+        if done {
+            return Ok(ids);
+        }
+    }
+}
+
+/// The source's truth for `ids` (batched fetches through the configured sources).
+pub async fn source_truth(sources: &Sources, entity: EntityKind, ids: &[String], chunk: usize) -> Result<HashMap<String, Truth>, VerifyError> {
+    let mut out = HashMap::new();
+    for part in ids.chunks(chunk.max(1)) {
+        let reply = sources.fetch(entity, part).await.map_err(|e| VerifyError::Source(e.to_string()))?;
+        out.extend(reply.found.into_iter().map(|f| (f.id, Some(f.version))));
+        out.extend(reply.deleted.into_iter().map(|(id, _)| (id, None)));
+        out.extend(reply.missing.into_iter().map(|id| (id, None)));
+    }
+    Ok(out)
+}
+
+/// Reconciles one sink's contents (`held`, per entity) with the source.
+pub async fn reconcile(cfg: &Config, held: &BTreeMap<EntityKind, HashMap<String, Held>>) -> Result<BTreeMap<EntityKind, EntityDrift>, VerifyError> {
+    let sources = Sources::try_new(&cfg.sources)?;
+    let mut report = BTreeMap::new();
+    for entity in EntityKind::ALL {
+        let empty = HashMap::new();
+        let held = held.get(&entity).unwrap_or(&empty);
+        let mut ids = list_source_ids(cfg, entity).await?;
+        ids.extend(held.keys().cloned());
+        ids.sort();
+        ids.dedup();
+        let truth = source_truth(&sources, entity, &ids, cfg.enricher.max_ids_per_request).await?;
+        report.insert(entity, compare(&truth, held));
+    }
+    Ok(report)
+}
+
+/// Publishes one change event per drifted id to the enricher's input topics.
+pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>) -> Result<usize, VerifyError> {
+    let producer = crate::kafka::Producer::try_new(&cfg.kafka, crate::metrics::Metrics::new())?;
+    let mut pending = Vec::new();
+    for (entity, d) in drift {
+        for (id, kind) in &d.drifted {
+            let t = if *kind == DriftKind::Extra { ChangeType::Delete } else { ChangeType::Update };
+            let mut event = ChangeEvent::new(t, *entity, id.clone(), crate::studio::now_millis());
+            event.source = Some("slate-verify".into());
+            let topic = entity.changes_topic(&cfg.enricher.input_topic_prefix);
+            pending.push(producer.enqueue(&topic, id.as_bytes(), Some(&event.to_json()), None).await?);
+        }
+    }
+    let n = pending.len();
+    for p in pending {
+        p.await?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_kinds() {
+        let truth: HashMap<String, Truth> = [("a", Some(3)), ("b", Some(2)), ("c", None), ("d", Some(1)), ("e", None), ("f", Some(5))].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let held: HashMap<String, Held> = [
+            ("a", Held { version: 3, deleted: false }),
+            ("b", Held { version: 1, deleted: false }),
+            ("c", Held { version: 4, deleted: false }),
+            ("e", Held { version: 2, deleted: true }),
+            ("f", Held { version: 6, deleted: true }),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let d = compare(&truth, &held);
+        assert_eq!((d.checked, d.missing, d.stale, d.extra), (6, 2, 1, 1));
+        assert_eq!(d.drifted, vec![("b".into(), DriftKind::Stale), ("c".into(), DriftKind::Extra), ("d".into(), DriftKind::Missing), ("f".into(), DriftKind::Missing)]);
+    }
+}
