@@ -275,3 +275,44 @@ async fn a_crashed_enricher_is_replaced_without_losing_a_key() {
     studio.shutdown().await;
     registry.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_outage_at_start_is_waited_out() {
+    // Reserve a port for a registry that is not up yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cfg = pipeline_config(&url, &[ov("studio.publish", false)]);
+    let studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();
+    use_studio(&mut cfg, &studio);
+    let topics: Vec<String> = EntityKind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
+    slate::kafka::ensure_topics(&cfg.kafka, &topics, 2, 1).await.unwrap();
+    let starting = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { slate::enrich::start(&cfg, Metrics::new()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!starting.is_finished(), "the enricher must wait for the registry, not fail");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let state = slate::registry::RegistryState::new(slate::registry::MemoryStore::new(), slate::registry::CompatibilityLevel::Backward, None);
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        slate::registry::serve(listener, state, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
+    let enricher = tokio::time::timeout(Duration::from_secs(60), starting).await.expect("starts once the registry is up").unwrap().expect("starts");
+    let changes = studio.studio.store.set_payment_status("pay-000001", "VOID").unwrap();
+    let producer = Producer::try_new(&cfg.kafka, Metrics::new()).unwrap();
+    for c in &changes {
+        let e = ChangeEvent::new(c.change_type, c.entity, c.id.clone(), slate::studio::now_millis());
+        producer.send(&c.entity.changes_topic(&cfg.studio.topic_prefix), c.id.as_bytes(), Some(&e.to_json()), None).await.unwrap();
+    }
+    let keys: BTreeSet<_> = changes.iter().map(|c| (c.entity, c.id.clone())).collect();
+    wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(30)).await;
+    enricher.shutdown().await;
+    studio.shutdown().await;
+    let _ = stop.send(());
+    server.await.unwrap();
+}
