@@ -129,6 +129,7 @@ pub async fn start(cfg: &Config, metrics: Metrics) -> Result<RunningEnricher, St
 
 /// Starts the enricher with a given fetcher (tests substitute one at this seam).
 pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>) -> Result<RunningEnricher, StartError> {
+    avro::limit_allocations();
     let e = &cfg.enricher;
     let cancel = CancellationToken::new();
     if e.create_topics {

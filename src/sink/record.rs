@@ -53,6 +53,7 @@ pub struct RecordDecoder {
 
 impl RecordDecoder {
     pub fn new(topic_prefix: String, registry: RegistryClient) -> Self {
+        avro::limit_allocations();
         let readers = EntityKind::ALL
             .iter()
             .map(|k| (*k, Schema::parse_str(crate::schemas::entity_schema(*k)).expect("embedded schema parses")))
