@@ -6,6 +6,7 @@
 //! - **missing**: live at the source, absent (or a tombstone) in the sink;
 //! - **stale**: the sink holds an older version than the source;
 //! - **extra**: live in the sink, deleted or unknown at the source.
+//!
 //! `--repair` publishes one change event per drifted id to the enricher's input topics, so the
 //! normal pipeline heals the sinks (at-least-once and version guards make that safe).
 
@@ -106,7 +107,14 @@ pub async fn list_source_ids(cfg: &Config, entity: EntityKind) -> Result<Vec<Str
         if let Some(t) = &cfg.sources.bearer_token {
             req = req.bearer_auth(t.expose());
         }
-        let reply: serde_json::Value = req.send().await.and_then(|r| r.error_for_status()).map_err(|e| VerifyError::Source(e.to_string()))?.json().await.map_err(|e| VerifyError::Source(e.to_string()))?;
+        let reply: serde_json::Value = req
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| VerifyError::Source(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| VerifyError::Source(e.to_string()))?;
         let page: Vec<String> = reply["data"]["ids"]
             .as_array()
             .ok_or_else(|| VerifyError::Source(format!("listing {entity} ids failed: {}", reply["errors"])))?
@@ -123,7 +131,12 @@ pub async fn list_source_ids(cfg: &Config, entity: EntityKind) -> Result<Vec<Str
 }
 
 /// The source's truth for `ids` (batched fetches through the configured sources).
-pub async fn source_truth(sources: &Sources, entity: EntityKind, ids: &[String], chunk: usize) -> Result<HashMap<String, Truth>, VerifyError> {
+pub async fn source_truth(
+    sources: &Sources,
+    entity: EntityKind,
+    ids: &[String],
+    chunk: usize,
+) -> Result<HashMap<String, Truth>, VerifyError> {
     let mut out = HashMap::new();
     for part in ids.chunks(chunk.max(1)) {
         let reply = sources.fetch(entity, part).await.map_err(|e| VerifyError::Source(e.to_string()))?;
@@ -135,7 +148,10 @@ pub async fn source_truth(sources: &Sources, entity: EntityKind, ids: &[String],
 }
 
 /// Reconciles one sink's contents (`held`, per entity) with the source.
-pub async fn reconcile(cfg: &Config, held: &BTreeMap<EntityKind, HashMap<String, Held>>) -> Result<BTreeMap<EntityKind, EntityDrift>, VerifyError> {
+pub async fn reconcile(
+    cfg: &Config,
+    held: &BTreeMap<EntityKind, HashMap<String, Held>>,
+) -> Result<BTreeMap<EntityKind, EntityDrift>, VerifyError> {
     let sources = Sources::try_new(&cfg.sources)?;
     let mut report = BTreeMap::new();
     for entity in EntityKind::ALL {
@@ -171,13 +187,80 @@ pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>) -> 
     Ok(n)
 }
 
+/// What the SQL sink holds: `id, version, deleted` of every row of each entity table.
+pub async fn held_sql(pool: &sqlx::PgPool) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
+    use sqlx::Row;
+    let mut out = BTreeMap::new();
+    for entity in EntityKind::ALL {
+        // Table names are the fixed snake_case entity names, never user input.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id, version, deleted FROM {}", entity.as_str())))
+            .fetch_all(pool)
+            .await
+            .map_err(|e| VerifyError::Sink { sink: "sql", message: e.to_string() })?;
+        let held = rows.iter().map(|r| (r.get::<String, _>("id"), Held { version: r.get("version"), deleted: r.get("deleted") })).collect();
+        out.insert(entity, held);
+    }
+    Ok(out)
+}
+
+/// What the search sink holds: every document's `id` and `version` (deleted documents are
+/// gone from the index), paged with `search_after` on the `id` keyword.
+pub async fn held_search(cfg: &crate::config::SearchSinkConfig) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
+    let err = |message: String| VerifyError::Sink { sink: "search", message };
+    let http = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| err(e.to_string()))?;
+    // Bulk writes do not refresh; make every acknowledged write visible first.
+    let mut refresh = http.post(format!("{}/{}*/_refresh", cfg.url.trim_end_matches('/'), cfg.index_prefix));
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        refresh = refresh.basic_auth(u, Some(p.expose()));
+    }
+    refresh.send().await.and_then(|r| r.error_for_status()).map_err(|e| err(format!("refresh failed: {e}")))?;
+    let mut out = BTreeMap::new();
+    for entity in EntityKind::ALL {
+        let index = format!("{}{}", cfg.index_prefix, entity.as_str());
+        let mut held = HashMap::new();
+        let mut after: Option<serde_json::Value> = None;
+        loop {
+            let mut body =
+                serde_json::json!({ "size": 1000, "_source": ["id", "version"], "sort": [{ "id": "asc" }], "query": { "match_all": {} } });
+            if let Some(a) = &after {
+                body["search_after"] = a.clone();
+            }
+            let mut req = http.post(format!("{}/{index}/_search", cfg.url.trim_end_matches('/'))).json(&body);
+            if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+                req = req.basic_auth(u, Some(p.expose()));
+            }
+            let resp = req.send().await.map_err(|e| err(e.to_string()))?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                break;
+            }
+            let reply: serde_json::Value =
+                resp.error_for_status().map_err(|e| err(e.to_string()))?.json().await.map_err(|e| err(e.to_string()))?;
+            let hits = reply["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            for h in &hits {
+                if let (Some(id), Some(version)) = (h["_source"]["id"].as_str(), h["_source"]["version"].as_i64()) {
+                    held.insert(id.to_string(), Held { version, deleted: false });
+                }
+            }
+            match hits.last() {
+                Some(last) if hits.len() == 1000 => after = Some(last["sort"].clone()),
+                _ => break,
+            }
+        }
+        out.insert(entity, held);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn drift_kinds() {
-        let truth: HashMap<String, Truth> = [("a", Some(3)), ("b", Some(2)), ("c", None), ("d", Some(1)), ("e", None), ("f", Some(5))].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let truth: HashMap<String, Truth> = [("a", Some(3)), ("b", Some(2)), ("c", None), ("d", Some(1)), ("e", None), ("f", Some(5))]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let held: HashMap<String, Held> = [
             ("a", Held { version: 3, deleted: false }),
             ("b", Held { version: 1, deleted: false }),
@@ -190,6 +273,14 @@ mod tests {
         .collect();
         let d = compare(&truth, &held);
         assert_eq!((d.checked, d.missing, d.stale, d.extra), (6, 2, 1, 1));
-        assert_eq!(d.drifted, vec![("b".into(), DriftKind::Stale), ("c".into(), DriftKind::Extra), ("d".into(), DriftKind::Missing), ("f".into(), DriftKind::Missing)]);
+        assert_eq!(
+            d.drifted,
+            vec![
+                ("b".into(), DriftKind::Stale),
+                ("c".into(), DriftKind::Extra),
+                ("d".into(), DriftKind::Missing),
+                ("f".into(), DriftKind::Missing)
+            ]
+        );
     }
 }

@@ -84,7 +84,8 @@ async fn avro_change_events_are_decoded_through_the_registry() {
     let enricher = slate::enrich::start(&cfg, metrics.clone()).await.unwrap();
 
     // A producer that speaks Avro: the ChangeEvent schema registered under <topic>-value.
-    let client = slate::registry::RegistryClient::try_new(&registry.url, slate::registry::RegistryAuth::None, Duration::from_secs(5)).unwrap();
+    let client =
+        slate::registry::RegistryClient::try_new(&registry.url, slate::registry::RegistryAuth::None, Duration::from_secs(5)).unwrap();
     let schema_id = client.register(&format!("{topic}-value"), slate::schemas::CHANGE_EVENT, &[]).await.unwrap();
     studio.studio.store.set_deal("tal-000001", "prod-000002", 123_456).unwrap();
     let event = ChangeEvent::new(ChangeType::Update, EntityKind::Talent, "tal-000001", slate::studio::now_millis());

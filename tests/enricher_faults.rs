@@ -293,7 +293,8 @@ async fn a_registry_outage_at_start_is_waited_out() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!starting.is_finished(), "the enricher must wait for the registry, not fail");
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let state = slate::registry::RegistryState::new(slate::registry::MemoryStore::new(), slate::registry::CompatibilityLevel::Backward, None);
+    let state =
+        slate::registry::RegistryState::new(slate::registry::MemoryStore::new(), slate::registry::CompatibilityLevel::Backward, None);
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         slate::registry::serve(listener, state, async move {
@@ -302,7 +303,8 @@ async fn a_registry_outage_at_start_is_waited_out() {
         .await
         .unwrap()
     });
-    let enricher = tokio::time::timeout(Duration::from_secs(60), starting).await.expect("starts once the registry is up").unwrap().expect("starts");
+    let enricher =
+        tokio::time::timeout(Duration::from_secs(60), starting).await.expect("starts once the registry is up").unwrap().expect("starts");
     let changes = studio.studio.store.set_payment_status("pay-000001", "VOID").unwrap();
     let producer = Producer::try_new(&cfg.kafka, Metrics::new()).unwrap();
     for c in &changes {

@@ -6,6 +6,7 @@ mod registry;
 mod run;
 mod schema;
 mod studio;
+mod verify;
 
 use crate::config::{Config, Override, env_overrides};
 use clap::{Parser, Subcommand};
@@ -42,6 +43,8 @@ pub enum Command {
         #[command(subcommand)]
         bench: bench::Bench,
     },
+    /// Reconcile the sinks with the source of truth; exits 1 on drift.
+    Verify(verify::VerifyArgs),
     /// Inspect the effective configuration.
     Config {
         #[command(subcommand)]
@@ -82,6 +85,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema(args) => schema::run(cli.config.as_deref(), args).await,
         Command::Run { role } => run::run(cli.config.as_deref(), role).await,
         Command::Bench { bench } => bench::run(cli.config.as_deref(), bench).await,
+        Command::Verify(args) => {
+            let code = verify::run(cli.config.as_deref(), args).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -2,20 +2,38 @@
 
 use super::{load_config, shutdown_signal};
 use crate::metrics::Metrics;
+use crate::sink::{Sink, runner};
 use anyhow::Context as _;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Role {
     /// Consume change events, fetch current state, produce Avro records.
     Enricher,
+    /// Consume the enriched topics into a target (each sink is its own consumer group).
+    Sink {
+        #[arg(value_enum)]
+        sink: SinkName,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum SinkName {
+    /// PostgreSQL tables (upsert guarded by version) and analyst views.
+    Sql,
+    /// Elasticsearch / OpenSearch via `_bulk` with external versions.
+    Search,
+    /// Hive-partitioned Parquet, one row per event uuid.
+    Audit,
 }
 
 pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
     let config = load_config(config_path, Vec::new())?;
+    let metrics = Metrics::new();
     match role {
         Role::Enricher => {
-            let running = crate::enrich::start(&config, Metrics::new()).await.context("cannot start the enricher")?;
+            let running = crate::enrich::start(&config, metrics).await.context("cannot start the enricher")?;
             if let Some(addr) = running.metrics_addr {
                 println!("enricher metrics: http://{addr}/metrics");
             }
@@ -23,5 +41,61 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
             running.shutdown().await;
             Ok(())
         }
+        Role::Sink { sink } => {
+            let target: Arc<dyn Sink> = match sink {
+                SinkName::Sql => Arc::new(
+                    crate::sink::sql::SqlSink::connect(&config.sinks.sql)
+                        .await
+                        .with_context(|| format!("cannot open {}", config.sinks.sql.database_url.redacted()))?,
+                ),
+                SinkName::Search => Arc::new(
+                    crate::sink::search::SearchSink::connect(&config.sinks.search)
+                        .await
+                        .with_context(|| format!("cannot reach {}", config.sinks.search.url))?,
+                ),
+                SinkName::Audit => Arc::new(
+                    crate::sink::audit::AuditSink::new(&config.sinks.audit)
+                        .with_context(|| format!("cannot use {}", config.sinks.audit.dir.display()))?,
+                ),
+            };
+            let metrics_server = serve_metrics(config.sinks.metrics_listen, metrics.clone()).await?;
+            let running = runner::start(&config, target, metrics).await.context("cannot start the sink")?;
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = wait_finished(&running) => {}
+            }
+            let outcome = running.shutdown().await;
+            if let Some((stop, task)) = metrics_server {
+                let _ = stop.send(());
+                let _ = task.await;
+            }
+            outcome.context("sink stopped")
+        }
     }
+}
+
+async fn wait_finished(running: &runner::RunningSink) {
+    while !running.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+type MetricsServer = Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>;
+
+async fn serve_metrics(addr: Option<std::net::SocketAddr>, metrics: Metrics) -> anyhow::Result<MetricsServer> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind sinks.metrics_listen {addr}"))?;
+    println!("sink metrics: http://{}/metrics", listener.local_addr()?);
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(move || async move { metrics.encode() }))
+        .route("/health", axum::routing::get(|| async { "ok" }));
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Some((stop, task)))
 }

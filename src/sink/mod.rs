@@ -8,8 +8,11 @@
 //! [`Sink`] is idempotent by entity id + source version, so replays, duplicates and reordering
 //! converge to the source of truth.
 
+pub mod audit;
 pub mod record;
 pub mod runner;
+pub mod search;
+pub mod sql;
 
 pub use record::SinkRecord;
 

@@ -137,9 +137,7 @@ fn wrong_types_name_the_path() {
     assert!(matches!(to_record(&schema(EntityKind::Budget), &f, &meta()), Err(EncodeError::OutOfRange { .. })));
     let mut f = fetched(studio_json_of(EntityKind::Production));
     f.body["budget_id"] = json!(5);
-    assert!(
-        to_record(&schema(EntityKind::Production), &f, &meta()).unwrap_err().to_string().starts_with("`budget_id`: expected a string")
-    );
+    assert!(to_record(&schema(EntityKind::Production), &f, &meta()).unwrap_err().to_string().starts_with("`budget_id`: expected a string"));
 }
 
 #[test]

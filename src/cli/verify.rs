@@ -1,0 +1,85 @@
+//! `slate verify`: drift between the sinks and the source of truth; `--repair` heals it.
+
+use super::load_config;
+use crate::event::EntityKind;
+use crate::verify::{self, EntityDrift};
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// Which sinks to check.
+    #[arg(long, value_enum, default_value = "all")]
+    pub sink: Which,
+    /// Re-publish a change event for every drifted id, so the pipeline heals it.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Which {
+    All,
+    Sql,
+    Search,
+}
+
+/// Exit code 0 without drift, 1 with drift (after repairing, when asked).
+pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result<i32> {
+    let config = load_config(config_path, Vec::new())?;
+    let mut reports: BTreeMap<&str, BTreeMap<EntityKind, EntityDrift>> = BTreeMap::new();
+    if matches!(args.sink, Which::All | Which::Sql) {
+        eprintln!("verify: reading the SQL sink ({})", config.sinks.sql.database_url.redacted());
+        let pool = sqlx::PgPool::connect(config.sinks.sql.database_url.expose())
+            .await
+            .with_context(|| format!("cannot open {}", config.sinks.sql.database_url.redacted()))?;
+        let held = verify::held_sql(&pool).await?;
+        eprintln!("verify: comparing with the source of truth");
+        reports.insert("sql", verify::reconcile(&config, &held).await?);
+    }
+    if matches!(args.sink, Which::All | Which::Search) {
+        eprintln!("verify: reading the search sink ({})", config.sinks.search.url);
+        let held = verify::held_search(&config.sinks.search).await?;
+        eprintln!("verify: comparing with the source of truth");
+        reports.insert("search", verify::reconcile(&config, &held).await?);
+    }
+    let drift: usize = reports.values().flat_map(|r| r.values()).map(EntityDrift::total).sum();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "drift": drift, "sinks": reports }))?);
+    } else {
+        print_table(&reports);
+    }
+    if args.repair && drift > 0 {
+        // One event per drifted id, even when several sinks drift on it.
+        let mut merged: BTreeMap<EntityKind, EntityDrift> = BTreeMap::new();
+        for report in reports.values() {
+            for (entity, d) in report {
+                let m = merged.entry(*entity).or_default();
+                for item in &d.drifted {
+                    if !m.drifted.iter().any(|(id, _)| *id == item.0) {
+                        m.drifted.push(item.clone());
+                    }
+                }
+            }
+        }
+        let n = verify::repair(&config, &merged).await?;
+        eprintln!("verify: re-published {n} change events; run verify again once the pipeline caught up");
+    }
+    Ok(if drift == 0 { 0 } else { 1 })
+}
+
+fn print_table(reports: &BTreeMap<&str, BTreeMap<EntityKind, EntityDrift>>) {
+    println!("| sink | entity | checked | missing | stale | extra | sample ids |");
+    println!("|---|---|---:|---:|---:|---:|---|");
+    for (sink, report) in reports {
+        for (entity, d) in report {
+            let samples: Vec<String> = d.samples.iter().take(5).map(|(id, k)| format!("{id} ({k:?})").to_lowercase()).collect();
+            println!("| {sink} | {entity} | {} | {} | {} | {} | {} |", d.checked, d.missing, d.stale, d.extra, samples.join(", "));
+        }
+    }
+    let drift: usize = reports.values().flat_map(|r| r.values()).map(EntityDrift::total).sum();
+    println!("\n{}", if drift == 0 { "no drift".to_string() } else { format!("drift: {drift} ids") });
+}

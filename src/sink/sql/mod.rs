@@ -1,0 +1,284 @@
+//! The SQL sink: enriched records → PostgreSQL tables analysts query, plus views answering the
+//! finance questions (budget vs paid vs projected, cash flow by month, productions over budget).
+//!
+//! # Guarantees
+//! - **Idempotent by id + source version.** Each entity has a table keyed by `id` with a
+//!   `version` column; a write applies only if its version is strictly newer
+//!   (`INSERT … ON CONFLICT (id) DO UPDATE … WHERE excluded.version > <table>.version`). A
+//!   duplicate (equal version) or an older version is counted *stale* and changes nothing, so
+//!   replays, duplicates and reordering converge to the source's newest state.
+//! - **Tombstones keep their version.** A delete with a version (the version of the delete at the
+//!   source) is written through the same guard as a row with `deleted = true` and NULL business
+//!   columns; an update older than the delete is then stale, and a re-created id (the source
+//!   continues its version sequence) replaces the tombstone. A tombstone *without* a version (the
+//!   source never had the id) marks an existing live row deleted keeping its version, or inserts
+//!   a tombstone at version 0 for an unknown id; an already deleted row is left as is.
+//! - **One transaction per batch.** Either every applied record of a batch is committed or none
+//!   is, and `Ok` is returned only after the commit; the runner stores offsets only then. If a
+//!   commit's outcome is lost (connection drop), the retried batch finds its rows already at that
+//!   version: stale, not doubled.
+//! - **Within a batch** only the newest record per id is written (max version; an unversioned
+//!   tombstone replaces what came before it in partition order); the others count as stale.
+//! - **Bad data never poisons a batch.** Records are validated in Rust first (types, dates,
+//!   NUL characters, key lengths) and rejected one by one with a reason (the runner dead-letters
+//!   them). Should PostgreSQL still refuse a value (SQLSTATE class 22, 23, 54), the batch is
+//!   rewritten with a savepoint per record and only the refused records are rejected.
+//! - **Errors are classified where they arise**: connection and I/O errors, pool timeouts,
+//!   serialization failures and deadlocks, admin shutdown, resource exhaustion →
+//!   [`SinkError::Unavailable`] (the runner retries the same batch with backoff); anything else
+//!   (authentication, missing tables, SQL bugs) → [`SinkError::Fatal`].
+//!
+//! # Schema (`migrations/sql/`)
+//! Typed columns for the business fields (text, bigint money in minor units, date; enums as
+//! text, so new symbols need no migration). Nested arrays are child tables
+//! (`talent_deal`, `budget_line`, `cash_flow_month`, keyed by parent id + ordinal) rather than
+//! jsonb: analysts join and aggregate them with plain SQL and indexes (payments per production,
+//! spend per month) instead of `jsonb_array_elements`. Children are replaced whenever their
+//! parent row is applied, in the same transaction, after the parent upsert has locked the row.
+//! Migrations are embedded, applied in order at [`SqlSink::connect`] under an advisory lock and
+//! recorded in `slate_sql_migrations`, so several sink processes may start at once.
+//!
+//! # Views and refresh policy
+//! `budget_vs_actuals` is a materialized view (it aggregates every payment, the table that grows
+//! without bound): a background task started by [`SqlSink::connect`] refreshes it
+//! `CONCURRENTLY` (readers never block) once at start and then every
+//! `sinks.sql.refresh_interval`, so it lags the tables by at most that interval plus one refresh
+//! (a zero interval disables the task; call [`SqlSink::refresh_views`] yourself).
+//! `over_budget_productions` filters it (same staleness). `cash_flow_by_month` is a plain view
+//! (an indexed join, cheap) and always current. Deleted rows never appear in any view.
+
+mod rows;
+mod write;
+
+use super::{Sink, SinkError, SinkRecord, WriteOutcome};
+use crate::config::SqlSinkConfig;
+use crate::event::EntityKind;
+use rows::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Embedded migrations, applied in order, each once.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "tables", include_str!("../../../migrations/sql/0001_tables.sql")),
+    (2, "views", include_str!("../../../migrations/sql/0002_views.sql")),
+];
+/// Arbitrary constant key of the advisory lock serializing the sink's DDL ("slatesql").
+const DDL_LOCK_KEY: i64 = 0x736c_6174_6573_716c;
+/// How long a write waits for a pooled connection before the batch counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const REFRESH_STATEMENTS: &[&str] = &["REFRESH MATERIALIZED VIEW CONCURRENTLY budget_vs_actuals"];
+
+/// Writes enriched records to PostgreSQL. Dropping it stops its view refresher.
+pub struct SqlSink {
+    pool: PgPool,
+    refresher: Option<JoinHandle<()>>,
+}
+
+impl SqlSink {
+    /// Connects, applies the migrations and starts the view refresher. An unreachable database
+    /// is [`SinkError::Unavailable`] (the caller may retry); bad credentials or a failing
+    /// migration are [`SinkError::Fatal`].
+    pub async fn connect(cfg: &SqlSinkConfig) -> Result<SqlSink, SinkError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(cfg.database_url.expose())
+            .await
+            .map_err(classify)?;
+        Self::migrate(&pool).await?;
+        let refresher = (!cfg.refresh_interval.is_zero()).then(|| tokio::spawn(refresh_forever(pool.clone(), cfg.refresh_interval)));
+        Ok(SqlSink { pool, refresher })
+    }
+
+    /// A sink on an existing pool, without migrations or refresher (tests; see [`Self::migrate`]).
+    pub fn from_pool(pool: PgPool) -> SqlSink {
+        SqlSink { pool, refresher: None }
+    }
+
+    /// Applies the embedded migrations not yet recorded in `slate_sql_migrations`.
+    pub async fn migrate(pool: &PgPool) -> Result<(), SinkError> {
+        let mut tx = pool.begin().await.map_err(classify)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK_KEY).execute(&mut *tx).await.map_err(classify)?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS slate_sql_migrations \
+             (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let done: Vec<i32> = sqlx::query_scalar("SELECT version FROM slate_sql_migrations").fetch_all(&mut *tx).await.map_err(classify)?;
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| !done.contains(v)) {
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(|e| SinkError::Fatal(format!("sql migration {version} ({name}): {e}")))?;
+            sqlx::query("INSERT INTO slate_sql_migrations (version, name) VALUES ($1, $2)")
+                .bind(version)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            tracing::info!(version, name, "applied sql sink migration");
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    /// Refreshes the materialized views now.
+    pub async fn refresh_views(&self) -> Result<(), SinkError> {
+        refresh(&self.pool).await
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
+        let mut outcome = WriteOutcome::default();
+        let mut valid = Vec::with_capacity(batch.len());
+        for (i, r) in batch.iter().enumerate() {
+            match rows::validate(i, r) {
+                Ok(row) => valid.push(row),
+                Err(reason) => outcome.rejected.push((i, reason)),
+            }
+        }
+        let num_valid = valid.len();
+        let (winners, _superseded) = rows::newest_per_id(valid);
+        if winners.is_empty() {
+            return Ok(outcome);
+        }
+        let (applied, refused) = match self.write_all(&winners).await {
+            Ok(applied) => (applied, Vec::new()),
+            Err(e) if is_data_error(&e) => {
+                tracing::warn!(error = %e, "postgresql refused a validated record; rewriting the batch record by record");
+                self.write_isolated(&winners).await?
+            }
+            Err(e) => return Err(classify(e)),
+        };
+        outcome.applied = applied;
+        outcome.stale = num_valid - applied - refused.len();
+        outcome.rejected.extend(refused);
+        outcome.rejected.sort_by_key(|(i, _)| *i);
+        Ok(outcome)
+    }
+
+    /// The whole batch in one transaction; tables in a fixed order, ids sorted, so concurrent
+    /// writers (two instances during a rebalance) lock rows in the same order.
+    async fn write_all(&self, winners: &[Row]) -> Result<usize, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = 0;
+        for kind in EntityKind::ALL {
+            let of_kind: Vec<&Row> = winners.iter().filter(|r| r.kind == kind).collect();
+            if !of_kind.is_empty() {
+                applied += write::write_table(&mut tx, rows::table(kind), &of_kind).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// The fallback when PostgreSQL refused a value: still one transaction, one savepoint per
+    /// record; refused records are returned as rejections, the rest commits.
+    async fn write_isolated(&self, winners: &[Row]) -> Result<(usize, Vec<(usize, String)>), SinkError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let (mut applied, mut refused) = (0, Vec::new());
+        for row in winners {
+            sqlx::query("SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
+            match write::write_table(&mut tx, rows::table(row.kind), &[row]).await {
+                Ok(n) => {
+                    applied += n;
+                    sqlx::query("RELEASE SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
+                }
+                Err(e) if is_data_error(&e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
+                    refused.push((row.index, format!("postgresql refused the record: {e}")));
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok((applied, refused))
+    }
+}
+
+impl Drop for SqlSink {
+    fn drop(&mut self) {
+        if let Some(task) = &self.refresher {
+            task.abort();
+        }
+    }
+}
+
+impl Sink for SqlSink {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    fn write<'a>(&'a self, batch: &'a [SinkRecord]) -> Pin<Box<dyn Future<Output = Result<WriteOutcome, SinkError>> + Send + 'a>> {
+        Box::pin(self.write_batch(batch))
+    }
+}
+
+async fn refresh(pool: &PgPool) -> Result<(), SinkError> {
+    for statement in REFRESH_STATEMENTS {
+        sqlx::query(*statement).execute(pool).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Refreshes at start, then every `every` (measured from the start of the previous refresh; a
+/// refresh longer than `every` delays the next one instead of overlapping it).
+async fn refresh_forever(pool: PgPool, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = Instant::now();
+        match refresh(&pool).await {
+            Ok(()) => tracing::debug!(took = ?started.elapsed(), "refreshed sql sink views"),
+            Err(e) => tracing::warn!(error = %e, "refreshing sql sink views failed; views stay stale until the next attempt"),
+        }
+    }
+}
+
+/// SQLSTATEs worth retrying: 08 connection exception, 40 transaction rollback (serialization
+/// failure, deadlock), 53 insufficient resources, 57 operator intervention (admin shutdown,
+/// cannot connect now, statement timeout), 58 system error, 55P03 lock not available, 25P03
+/// idle-in-transaction timeout.
+fn transient_sqlstate(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || matches!(code, "55P03" | "25P03")
+}
+
+/// A value PostgreSQL refused (class 22 data exception, 23 integrity violation, 54 program
+/// limit such as an oversized index entry): the record's fault, not the target's.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else { return false };
+    matches!(db.code().as_deref().and_then(|c| c.get(..2)), Some("22" | "23" | "54"))
+}
+
+fn classify(e: sqlx::Error) -> SinkError {
+    use sqlx::Error as E;
+    match &e {
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::BeginFailed => {
+            SinkError::Unavailable(format!("postgresql: {e}"))
+        }
+        E::Database(db) if db.code().is_some_and(|c| transient_sqlstate(&c)) => SinkError::Unavailable(format!("postgresql: {e}")),
+        _ => SinkError::Fatal(format!("postgresql: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_classified() {
+        for code in ["08006", "40001", "40P01", "53300", "57P01", "55P03"] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["42P01", "28P01", "22007", "23505"] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+        assert!(matches!(classify(sqlx::Error::PoolTimedOut), SinkError::Unavailable(_)));
+        assert!(matches!(classify(sqlx::Error::RowNotFound), SinkError::Fatal(_)));
+    }
+}

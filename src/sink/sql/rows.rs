@@ -1,0 +1,346 @@
+//! Records → typed rows. Every value is checked here, before any SQL runs, so one bad record is
+//! rejected on its own instead of failing the statement (and with it the whole batch).
+
+use crate::event::EntityKind;
+use crate::sink::SinkRecord;
+use crate::studio::model::parse_date;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+
+/// Longest id or reference (`*_id`) accepted: well under PostgreSQL's ~2.7 kB btree entry limit.
+const MAX_KEY_BYTES: usize = 512;
+
+/// A business column's type, as the record carries it and as SQL stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Col {
+    /// Required string.
+    Text,
+    /// Optional string (an Avro `["null", "string"]` union).
+    OptText,
+    BigInt,
+    /// `YYYY-MM-DD`, stored as `date`.
+    Date,
+    /// `YYYY-MM`, stored as the `date` of the month's first day.
+    Month,
+}
+
+impl Col {
+    /// The PostgreSQL array type the column is bound as (dates travel as text, cast in SQL).
+    pub(super) fn bind_type(self) -> &'static str {
+        match self {
+            Col::BigInt => "int8[]",
+            _ => "text[]",
+        }
+    }
+
+    /// The expression turning the bound value `u.<name>` into the column's type.
+    pub(super) fn select_expr(self, name: &str) -> String {
+        match self {
+            Col::Date | Col::Month => format!("u.{name}::date"),
+            _ => format!("u.{name}"),
+        }
+    }
+}
+
+/// An array field of a record stored as a child table, one row per element (in order).
+pub(super) struct Child {
+    pub table: &'static str,
+    /// The record's field holding the array.
+    pub field: &'static str,
+    /// The child's column referencing the parent id.
+    pub parent_key: &'static str,
+    pub columns: &'static [(&'static str, Col)],
+}
+
+/// An entity table: `id`, `version`, `deleted`, `event_ts`, `updated_at`, then `columns`, named
+/// as the record's fields.
+pub(super) struct Table {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, Col)],
+    pub child: Option<Child>,
+}
+
+pub(super) fn table(kind: EntityKind) -> &'static Table {
+    use Col::*;
+    static PRODUCTION: Table = Table {
+        name: "production",
+        columns: &[
+            ("title", Text),
+            ("status", Text),
+            ("genre", Text),
+            ("currency", Text),
+            ("budget_id", OptText),
+            ("schedule_id", OptText),
+        ],
+        child: None,
+    };
+    static TALENT: Table = Table {
+        name: "talent",
+        columns: &[("name", Text), ("role", Text)],
+        child: Some(Child {
+            table: "talent_deal",
+            field: "deals",
+            parent_key: "talent_id",
+            columns: &[("production_id", Text), ("fee", BigInt), ("currency", Text)],
+        }),
+    };
+    static SCHEDULE: Table =
+        Table { name: "schedule", columns: &[("production_id", Text), ("start_date", Date), ("launch_date", Date)], child: None };
+    static BUDGET: Table = Table {
+        name: "budget",
+        columns: &[("production_id", Text), ("currency", Text), ("total", BigInt)],
+        child: Some(Child {
+            table: "budget_line",
+            field: "lines",
+            parent_key: "budget_id",
+            columns: &[("category", Text), ("amount", BigInt)],
+        }),
+    };
+    static CASH_FLOW: Table = Table {
+        name: "cash_flow",
+        columns: &[("production_id", Text), ("currency", Text), ("total", BigInt)],
+        child: Some(Child {
+            table: "cash_flow_month",
+            field: "months",
+            parent_key: "cash_flow_id",
+            columns: &[("month", Month), ("amount", BigInt)],
+        }),
+    };
+    static PAYMENT: Table = Table {
+        name: "payment",
+        columns: &[
+            ("production_id", Text),
+            ("talent_id", Text),
+            ("amount", BigInt),
+            ("currency", Text),
+            ("status", Text),
+            ("due_date", Date),
+        ],
+        child: None,
+    };
+    match kind {
+        EntityKind::Production => &PRODUCTION,
+        EntityKind::Talent => &TALENT,
+        EntityKind::Schedule => &SCHEDULE,
+        EntityKind::Budget => &BUDGET,
+        EntityKind::CashFlow => &CASH_FLOW,
+        EntityKind::Payment => &PAYMENT,
+    }
+}
+
+/// One checked value: text columns (dates included) bind as text, numbers as int8.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Cell {
+    Text(Option<String>),
+    Int(i64),
+}
+
+/// A validated record, ready to bind.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Row {
+    /// Index of the record in the batch (for rejections).
+    pub index: usize,
+    pub kind: EntityKind,
+    pub id: String,
+    /// `None`: a tombstone for an id the source never had.
+    pub version: Option<i64>,
+    /// Epoch ms; 0 = unknown (stored as NULL).
+    pub event_ms: i64,
+    /// `None` for a tombstone.
+    pub live: Option<Live>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Live {
+    /// One per `Table::columns`, in order.
+    pub cells: Vec<Cell>,
+    /// One per child element, each with one cell per `Child::columns`.
+    pub children: Vec<Vec<Cell>>,
+}
+
+/// Checks a record against its table: the reason is what the dead-letter header will say.
+pub(super) fn validate(index: usize, r: &SinkRecord) -> Result<Row, String> {
+    check_key("id", &r.id)?;
+    let mut row = Row { index, kind: r.entity, id: r.id.clone(), version: r.version, event_ms: r.event_ts.max(0), live: None };
+    let Some(value) = &r.value else { return Ok(row) };
+    let t = table(row.kind);
+    let Some(obj) = value.as_object() else { return Err("record value is not an object".into()) };
+    match obj.get("id").and_then(Json::as_str) {
+        Some(id) if id == r.id => {}
+        other => return Err(format!("field `id` {other:?} does not match the key '{}'", r.id)),
+    }
+    let version = obj.get("version").and_then(Json::as_i64).ok_or("field `version`: missing or not a long")?;
+    if r.version != Some(version) {
+        return Err(format!("field `version` {version} does not match the record's version {:?}", r.version));
+    }
+    let cells = t.columns.iter().map(|(name, col)| cell(obj, name, *col)).collect::<Result<Vec<_>, _>>()?;
+    let mut children = Vec::new();
+    if let Some(child) = &t.child {
+        let items =
+            obj.get(child.field).and_then(Json::as_array).ok_or_else(|| format!("field `{}`: missing or not an array", child.field))?;
+        for (i, item) in items.iter().enumerate() {
+            let item = item.as_object().ok_or_else(|| format!("field `{}[{i}]`: not a record", child.field))?;
+            let cells = child
+                .columns
+                .iter()
+                .map(|(name, col)| cell(item, name, *col).map_err(|e| format!("{}[{i}].{e}", child.field)))
+                .collect::<Result<Vec<_>, _>>()?;
+            children.push(cells);
+        }
+    }
+    row.live = Some(Live { cells, children });
+    Ok(row)
+}
+
+fn cell(obj: &serde_json::Map<String, Json>, name: &str, col: Col) -> Result<Cell, String> {
+    let v = obj.get(name).unwrap_or(&Json::Null);
+    let text = |v: &Json| -> Result<String, String> {
+        let s = v.as_str().ok_or_else(|| format!("field `{name}`: expected a string, got {v}"))?;
+        if s.contains('\0') {
+            return Err(format!("field `{name}`: contains a NUL character, which PostgreSQL text cannot store"));
+        }
+        if name.ends_with("_id") {
+            check_key(name, s)?;
+        }
+        Ok(s.to_string())
+    };
+    match col {
+        Col::Text => text(v).map(|s| Cell::Text(Some(s))),
+        Col::OptText if v.is_null() => Ok(Cell::Text(None)),
+        Col::OptText => text(v).map(|s| Cell::Text(Some(s))),
+        Col::BigInt => v.as_i64().map(Cell::Int).ok_or_else(|| format!("field `{name}`: expected a long, got {v}")),
+        Col::Date => {
+            let s = text(v)?;
+            // PostgreSQL has no year 0 (1 BC is year 1 BC), so "0000-…" is refused too.
+            if parse_date(&s).is_none() || s.starts_with("0000") {
+                return Err(format!("field `{name}`: '{s}' is not a YYYY-MM-DD date"));
+            }
+            Ok(Cell::Text(Some(s)))
+        }
+        Col::Month => {
+            let s = text(v)?;
+            let first = format!("{s}-01");
+            if s.len() != 7 || parse_date(&first).is_none() || s.starts_with("0000") {
+                return Err(format!("field `{name}`: '{s}' is not a YYYY-MM month"));
+            }
+            Ok(Cell::Text(Some(first)))
+        }
+    }
+}
+
+fn check_key(name: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > MAX_KEY_BYTES || s.contains('\0') {
+        return Err(format!("`{name}` must be 1..={MAX_KEY_BYTES} bytes without NUL characters (got {} bytes)", s.len()));
+    }
+    Ok(())
+}
+
+/// Keeps one row per (entity, id): the one reflecting the newest source state. Returns the
+/// winners (sorted by entity table and id, the order rows are locked in, which avoids deadlocks
+/// between concurrent writers) and how many rows they superseded.
+///
+/// Batch order is Kafka order (one key lives in one partition), but versions decide: a versioned
+/// row replaces the current winner only with a higher version. An unversioned tombstone (the
+/// source does not know the id) describes the source at its fetch, after everything before it
+/// in the partition, so it replaces any earlier row; a versioned row after it replaces it.
+pub(super) fn newest_per_id(rows: Vec<Row>) -> (Vec<Row>, usize) {
+    let mut best: HashMap<(EntityKind, String), Row> = HashMap::new();
+    let mut superseded = 0;
+    for row in rows {
+        let key = (row.kind, row.id.clone());
+        match best.get(&key) {
+            Some(cur) if matches!((cur.version, row.version), (Some(c), Some(n)) if n <= c) => superseded += 1,
+            Some(_) => {
+                superseded += 1;
+                best.insert(key, row);
+            }
+            None => {
+                best.insert(key, row);
+            }
+        }
+    }
+    let mut winners: Vec<Row> = best.into_values().collect();
+    winners.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
+    (winners, superseded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ChangeType;
+    use serde_json::json;
+
+    fn record(kind: EntityKind, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
+        SinkRecord {
+            entity: kind,
+            id: id.into(),
+            version,
+            value,
+            change_type: ChangeType::Update,
+            event_ts: 1_700_000_000_000,
+            event_uuids: vec![],
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+        }
+    }
+
+    fn schedule(id: &str, v: i64, launch: &str) -> SinkRecord {
+        let value = json!({"id": id, "version": v, "production_id": "prod-1", "start_date": "2027-01-01", "launch_date": launch});
+        record(EntityKind::Schedule, id, Some(v), Some(value))
+    }
+
+    #[test]
+    fn valid_records_become_typed_cells() {
+        let value = json!({"id": "cf-1", "version": 2, "production_id": "prod-1", "currency": "USD", "total": 30,
+            "months": [{"month": "2027-01", "amount": 10}, {"month": "2027-02", "amount": 20}]});
+        let row = validate(0, &record(EntityKind::CashFlow, "cf-1", Some(2), Some(value))).unwrap();
+        let live = row.live.unwrap();
+        assert_eq!(live.cells, vec![Cell::Text(Some("prod-1".into())), Cell::Text(Some("USD".into())), Cell::Int(30)]);
+        assert_eq!(live.children[1], vec![Cell::Text(Some("2027-02-01".into())), Cell::Int(20)]);
+        assert!(validate(1, &record(EntityKind::Payment, "pay-1", None, None)).unwrap().live.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (schedule("sch-1", 1, "2027-02-30"), "launch_date"),
+            (schedule("sch-1", 1, "soon"), "launch_date"),
+            (schedule("sch-1", 1, "0000-01-01"), "launch_date"),
+            (record(EntityKind::Budget, "bud-1", Some(1), Some(json!({"id": "bud-1", "version": 1}))), "production_id"),
+            (record(EntityKind::Schedule, "sch-1", Some(1), Some(json!({"id": "sch-2", "version": 1}))), "does not match the key"),
+            (record(EntityKind::Schedule, "sch-1", Some(1), Some(json!({"id": "sch-1", "version": 3}))), "version"),
+            (record(EntityKind::Talent, "", None, None), "`id`"),
+        ];
+        for (r, want) in cases {
+            let e = validate(0, &r).unwrap_err();
+            assert!(e.contains(want), "{e} should mention {want}");
+        }
+        let nul = json!({"id": "tal-1", "version": 1, "name": "a\u{0}b", "role": "ACTOR", "deals": []});
+        assert!(validate(0, &record(EntityKind::Talent, "tal-1", Some(1), Some(nul))).unwrap_err().contains("NUL"));
+        let money = json!({"id": "bud-1", "version": 1, "production_id": "p", "currency": "USD", "total": "lots", "lines": []});
+        assert!(validate(0, &record(EntityKind::Budget, "bud-1", Some(1), Some(money))).unwrap_err().contains("`total`"));
+    }
+
+    #[test]
+    fn newest_version_wins_within_a_batch() {
+        let rows = ["2027-03-01", "2027-05-01", "2027-04-01"]
+            .iter()
+            .zip([2, 3, 1])
+            .enumerate()
+            .map(|(i, (d, v))| validate(i, &schedule("sch-1", v, d)).unwrap())
+            .collect();
+        let (winners, superseded) = newest_per_id(rows);
+        assert_eq!((winners.len(), superseded), (1, 2));
+        assert_eq!(winners[0].version, Some(3));
+    }
+
+    #[test]
+    fn unversioned_tombstone_wins_over_earlier_rows_only() {
+        let tomb = |i| validate(i, &record(EntityKind::Schedule, "sch-1", None, None)).unwrap();
+        let (w, _) = newest_per_id(vec![validate(0, &schedule("sch-1", 4, "2027-03-01")).unwrap(), tomb(1)]);
+        assert_eq!(w[0].version, None);
+        let (w, _) = newest_per_id(vec![tomb(0), validate(1, &schedule("sch-1", 1, "2027-03-01")).unwrap()]);
+        assert_eq!(w[0].version, Some(1));
+    }
+}
