@@ -43,16 +43,16 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
         }
         Role::Sink { sink } => {
             let target: Arc<dyn Sink> = match sink {
-                SinkName::Sql => Arc::new(
-                    crate::sink::sql::SqlSink::connect(&config.sinks.sql)
-                        .await
-                        .with_context(|| format!("cannot open {}", config.sinks.sql.database_url.redacted()))?,
-                ),
-                SinkName::Search => Arc::new(
-                    crate::sink::search::SearchSink::connect(&config.sinks.search)
-                        .await
-                        .with_context(|| format!("cannot reach {}", config.sinks.search.url))?,
-                ),
+                SinkName::Sql => {
+                    let what = config.sinks.sql.database_url.redacted();
+                    Arc::new(until_available(&what, &config.sinks, || crate::sink::sql::SqlSink::connect(&config.sinks.sql)).await?)
+                }
+                SinkName::Search => {
+                    let what = config.sinks.search.url.clone();
+                    Arc::new(
+                        until_available(&what, &config.sinks, || crate::sink::search::SearchSink::connect(&config.sinks.search)).await?,
+                    )
+                }
                 SinkName::Audit => Arc::new(
                     crate::sink::audit::AuditSink::new(&config.sinks.audit)
                         .with_context(|| format!("cannot use {}", config.sinks.audit.dir.display()))?,
@@ -70,6 +70,30 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
                 let _ = task.await;
             }
             outcome.context("sink stopped")
+        }
+    }
+}
+
+/// Connects, waiting out a target that is not up yet (with the sinks' backoff); a fatal error
+/// (bad credentials, incompatible schema) stops at once.
+async fn until_available<T, F, Fut>(what: &str, cfg: &crate::config::SinksConfig, connect: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::sink::SinkError>>,
+{
+    let mut backoff = cfg.backoff;
+    loop {
+        match connect().await {
+            Ok(t) => return Ok(t),
+            Err(crate::sink::SinkError::Unavailable(e)) => {
+                tracing::warn!(target = what, error = %e, retry_in = ?backoff, "sink target unavailable; waiting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown_signal() => anyhow::bail!("interrupted while waiting for {what}"),
+                }
+                backoff = (backoff * 2).min(cfg.max_backoff);
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot use {what}")),
         }
     }
 }

@@ -125,6 +125,9 @@ impl SinksConfig {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(invalid("sinks.sql.database_url", format!("'{}' is not a postgres:// URL", self.sql.database_url.redacted())));
         }
+        if self.sql.refresh_interval < Duration::from_secs(1) {
+            return Err(invalid("sinks.sql.refresh_interval", "must be at least 1s; it bounds how stale the analyst views are"));
+        }
         if self.sql.max_connections == 0 {
             return Err(invalid("sinks.sql.max_connections", "must be at least 1"));
         }
