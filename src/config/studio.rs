@@ -18,6 +18,9 @@ pub struct StudioConfig {
     pub num_productions: usize,
     /// Whether mutations publish change events to Kafka.
     pub publish: bool,
+    /// At start, publish a CREATE event for every seeded entity (like a CDC initial snapshot),
+    /// so downstream sinks start complete instead of holding only what changes later.
+    pub snapshot_on_start: bool,
     /// Change events go to `<topic_prefix><entity>.changes`.
     pub topic_prefix: String,
     /// Create the change topics at start if missing (brokers like tansu do not auto-create).
@@ -36,6 +39,7 @@ impl Default for StudioConfig {
             seed: 42,
             num_productions: 20,
             publish: true,
+            snapshot_on_start: false,
             topic_prefix: "studio.".into(),
             create_topics: true,
             topic_partitions: 3,

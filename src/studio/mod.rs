@@ -106,6 +106,27 @@ impl Studio {
         Ok(pending)
     }
 
+    /// Publishes a CREATE event for every live entity at its current version (an initial
+    /// snapshot), in bounded chunks, and waits for the acknowledgements.
+    pub async fn publish_snapshot(&self) -> Result<(), ProduceError> {
+        for kind in EntityKind::ALL {
+            let mut after: Option<String> = None;
+            loop {
+                let ids = self.store.list_ids(kind, after.as_deref(), MAX_IDS_PER_READ);
+                let Some(last) = ids.last().cloned() else { break };
+                let read = self.store.batch_get(kind, &ids);
+                let changes: Vec<Change> = read
+                    .found
+                    .into_iter()
+                    .map(|(id, version, _)| Change { entity: kind, id, change_type: crate::event::ChangeType::Create, version })
+                    .collect();
+                self.publish(&changes).await?;
+                after = Some(last);
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes the events of one mutation and waits until the broker acknowledged all of them.
     pub async fn publish(&self, changes: &[Change]) -> Result<(), ProduceError> {
         for delivery in self.enqueue(changes).await? {

@@ -79,6 +79,9 @@ pub async fn start(cfg: &Config, metrics: Metrics) -> Result<RunningStudio, Star
         None
     };
     let studio = Studio::new(s, producer, metrics.clone())?;
+    if s.publish && s.snapshot_on_start {
+        studio.publish_snapshot().await?;
+    }
     let http = TcpListener::bind(s.http_listen).await.map_err(|source| StartError::Bind {
         what: "studio.http_listen",
         addr: s.http_listen,

@@ -1,0 +1,114 @@
+//! The whole pipeline on real services: studio (skewed load with deletes) → enricher → the SQL,
+//! search and audit sinks → `slate verify` reports zero drift; then drift made behind the
+//! pipeline's back is reported, `--repair` heals it, and verify is clean again.
+
+mod common;
+mod enricher_support;
+
+use common::*;
+use enricher_support::*;
+use slate::config::{Config, SecretUrl};
+use slate::metrics::Metrics;
+use slate::sink::{Sink, runner};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs `slate verify` (the binary) on `cfg`'s services; returns (exit code, stdout).
+async fn verify_cli(cfg: &Config, extra: &[&str]) -> (i32, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slate"));
+    cmd.env("SLATE_KAFKA__BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
+        .env("SLATE_SOURCES__GRAPHQL_ENDPOINT", &cfg.sources.graphql_endpoint)
+        .env("SLATE_SOURCES__GRPC_ENDPOINT", &cfg.sources.grpc_endpoint)
+        .env("SLATE_SINKS__SQL__DATABASE_URL", cfg.sinks.sql.database_url.expose())
+        .env("SLATE_SINKS__SEARCH__URL", &cfg.sinks.search.url)
+        .env("SLATE_SINKS__SEARCH__INDEX_PREFIX", &cfg.sinks.search.index_prefix)
+        .env("SLATE_ENRICHER__INPUT_TOPIC_PREFIX", &cfg.enricher.input_topic_prefix)
+        .args(["--log", "warn", "verify"])
+        .args(extra)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("verify finishes").expect("verify runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+async fn until_clean(cfg: &Config, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, out) = verify_cli(cfg, &[]).await;
+        if code == 0 {
+            assert!(out.contains("no drift"), "{out}");
+            return out;
+        }
+        assert!(Instant::now() < deadline, "still drifting after {within:?}:\n{out}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn studio_to_all_sinks_converges_and_verify_repairs_drift() {
+    let admin_url = env("TEST_DATABASE_URL");
+    let db = format!("slate_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+    let mut db_url = reqwest::Url::parse(&admin_url).unwrap();
+    db_url.set_path(&db);
+    let audit_dir = std::env::temp_dir().join(unique("slate-audit"));
+
+    let registry = TestRegistry::start().await;
+    let mut cfg = pipeline_config(
+        &registry.url,
+        &[
+            ov("studio.load.mutations_per_sec", 300),
+            ov("studio.load.max_mutations", 400),
+            ov("studio.num_productions", 10),
+            ov("studio.snapshot_on_start", true),
+        ],
+    );
+    cfg.sinks.topic_prefix = cfg.enricher.output_topic_prefix.clone();
+    cfg.sinks.group_prefix = format!("{}-", unique("sink"));
+    cfg.sinks.dlq_topic = cfg.enricher.dlq_topic.clone();
+    cfg.sinks.sql.database_url = SecretUrl::new(db_url.as_str());
+    cfg.sinks.sql.refresh_interval = Duration::from_secs(1);
+    cfg.sinks.search.url = env("TEST_ES_URL");
+    cfg.sinks.search.index_prefix = format!("{}-", unique("e2e"));
+    cfg.sinks.audit.dir = audit_dir.clone();
+    let mut studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();
+    use_studio(&mut cfg, &studio);
+    let enricher = slate::enrich::start(&cfg, Metrics::new()).await.unwrap();
+    let sinks: Vec<Arc<dyn Sink>> = vec![
+        Arc::new(slate::sink::sql::SqlSink::connect(&cfg.sinks.sql).await.unwrap()),
+        Arc::new(slate::sink::search::SearchSink::connect(&cfg.sinks.search).await.unwrap()),
+        Arc::new(slate::sink::audit::AuditSink::new(&cfg.sinks.audit).unwrap()),
+    ];
+    let mut running = Vec::new();
+    for s in sinks {
+        running.push(runner::start(&cfg, s, Metrics::new()).await.unwrap());
+    }
+    tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.unwrap();
+    let out = until_clean(&cfg, Duration::from_secs(90)).await;
+    assert!(out.contains("| sql | payment |") && out.contains("| search | production |"), "{out}");
+
+    // Drift behind the pipeline's back: a row lost in SQL, and a source change never published.
+    let pool = sqlx::PgPool::connect(db_url.as_str()).await.unwrap();
+    let lost = sqlx::query("DELETE FROM production WHERE id = 'prod-000002'").execute(&pool).await.unwrap();
+    assert_eq!(lost.rows_affected(), 1);
+    studio.studio.store.update_production("prod-000003", Some("Renamed Quietly".into()), None).unwrap();
+    let (code, out) = verify_cli(&cfg, &["--sink", "sql"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("prod-000002 (missing)") && out.contains("prod-000003 (stale)"), "{out}");
+    let (code, out) = verify_cli(&cfg, &["--repair"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("re-published"), "{out}");
+    until_clean(&cfg, Duration::from_secs(60)).await;
+
+    for r in running {
+        r.shutdown().await.unwrap();
+    }
+    enricher.shutdown().await;
+    studio.shutdown().await;
+    registry.stop().await;
+    pool.close().await;
+    admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).await.unwrap();
+    std::fs::remove_dir_all(audit_dir).ok();
+}
