@@ -229,6 +229,8 @@ fn read_freshness(
     let consumer: BaseConsumer = crate::kafka::base_config(kafka)
         .set("group.id", format!("bench-reader-{}", run_id()))
         .set("enable.auto.commit", "false")
+        // The reader measures the pipeline, so it must not add a fetch wait of its own.
+        .set("fetch.wait.max.ms", "5")
         .create()
         .expect("reader consumer");
     let mut tpl = TopicPartitionList::new();

@@ -64,6 +64,7 @@ const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
     ("enable.auto.offset.store", "nothing: slate stores offsets itself after effects are durable"),
     ("group.id", "enricher.group_id"),
     ("session.timeout.ms", "kafka.consumer.session_timeout"),
+    ("fetch.wait.max.ms", "kafka.consumer.fetch_wait_max"),
 ];
 
 impl KafkaConfig {
@@ -129,6 +130,9 @@ impl KafkaConfig {
                 "kafka.consumer.session_timeout",
                 "must be between 1s and 1h; brokers also bound it (group.min/max.session.timeout.ms)",
             ));
+        }
+        if self.consumer.fetch_wait_max > Duration::from_secs(300) {
+            return Err(invalid("kafka.consumer.fetch_wait_max", "must be at most 300s; a few hundred milliseconds at most is typical"));
         }
         self.producer.validate()
     }
@@ -253,11 +257,15 @@ pub struct ConsumerConfig {
     /// How long the group waits for a silent member before rebalancing its partitions.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// Longest a broker may hold a fetch waiting for data (`fetch.wait.max.ms`): a latency
+    /// floor when traffic is light. librdkafka's default is 500ms; slate favours freshness.
+    #[serde(with = "humantime_serde")]
+    pub fetch_wait_max: Duration,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        Self { session_timeout: Duration::from_secs(10) }
+        Self { session_timeout: Duration::from_secs(10), fetch_wait_max: Duration::from_millis(100) }
     }
 }
 

@@ -71,6 +71,7 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.consumer.session_timeout.as_millis().to_string())
+        .set("fetch.wait.max.ms", kafka.consumer.fetch_wait_max.as_millis().to_string())
         .set("statistics.interval.ms", "5000");
     let consumer: EnrichConsumer =
         c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: group_id.to_string(), metrics })?;
