@@ -164,7 +164,7 @@ impl RegistryClient {
     }
 
     /// `base` + percent-encoded `segments` (a subject may contain `/` or spaces).
-    fn url(&self, segments: &[&str]) -> Url {
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
@@ -172,7 +172,8 @@ impl RegistryClient {
         url
     }
 
-    async fn call<T: for<'de> Deserialize<'de>>(
+    /// One documented-API call: JSON in and out, errors classified transient or permanent.
+    pub(crate) async fn call<T: for<'de> Deserialize<'de>>(
         &self,
         method: Method,
         url: Url,

@@ -6,15 +6,13 @@
 use std::time::Duration;
 
 use apache_avro::Schema;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{PriorVersion, SchemaError};
-use crate::registry::{ClientError, CompatibilityLevel, RegisteredVersion, RegistryAuth};
+use crate::registry::{ClientError, CompatibilityLevel, RegisteredVersion, RegistryAuth, RegistryClient};
 
-const ACCEPT: &str = "application/vnd.schemaregistry.v1+json, application/json; qs=0.5";
-const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// Reference chains deeper than this are treated as a cycle.
 const MAX_REFERENCE_DEPTH: usize = 16;
 
@@ -28,9 +26,7 @@ pub struct Registered {
 
 #[derive(Debug)]
 pub struct SchemaRegistry {
-    base: Url,
-    auth: RegistryAuth,
-    http: reqwest::Client,
+    client: RegistryClient,
 }
 
 #[derive(Deserialize)]
@@ -39,34 +35,22 @@ struct LevelResponse {
     level: CompatibilityLevel,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error_code: Option<u32>,
-    message: Option<String>,
-}
-
 impl SchemaRegistry {
     pub fn try_new(base_url: &str, auth: RegistryAuth, timeout: Duration) -> Result<SchemaRegistry, ClientError> {
-        let invalid = |reason: String| ClientError::InvalidConfig { setting: base_url.to_owned(), reason };
-        let base = Url::parse(base_url).map_err(|err| invalid(err.to_string()))?;
-        if base.cannot_be_a_base() {
-            return Err(invalid("not a base url".to_owned()));
-        }
-        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|err| invalid(err.to_string()))?;
-        Ok(SchemaRegistry { base, auth, http })
+        Ok(SchemaRegistry { client: RegistryClient::try_new(base_url, auth, timeout)? })
     }
 
     /// The subject's compatibility level, else the global one (`defaultToGlobal=true`).
     pub async fn level(&self, subject: &str) -> Result<CompatibilityLevel, ClientError> {
-        let mut url = self.url(&["config", subject]);
+        let mut url = self.client.url(&["config", subject]);
         url.query_pairs_mut().append_pair("defaultToGlobal", "true");
-        let response: LevelResponse = self.call(Method::GET, url, None).await?;
+        let response: LevelResponse = self.client.call(Method::GET, url, None).await?;
         Ok(response.level)
     }
 
     /// The live versions of `subject`, ascending; empty when the subject does not exist.
     pub async fn versions(&self, subject: &str) -> Result<Vec<u32>, ClientError> {
-        match self.call::<Vec<u32>>(Method::GET, self.url(&["subjects", subject, "versions"]), None).await {
+        match self.client.call::<Vec<u32>>(Method::GET, self.client.url(&["subjects", subject, "versions"]), None).await {
             Ok(mut versions) => {
                 versions.sort_unstable();
                 Ok(versions)
@@ -78,15 +62,16 @@ impl SchemaRegistry {
 
     /// One version: a number, or `latest`.
     pub async fn version(&self, subject: &str, version: &str) -> Result<RegisteredVersion, ClientError> {
-        self.call(Method::GET, self.url(&["subjects", subject, "versions", version]), None).await
+        self.client.call(Method::GET, self.client.url(&["subjects", subject, "versions", version]), None).await
     }
 
     /// Registers `schema` under `subject` (a no-op when it is already there) and returns the
     /// version and id it has.
     pub async fn register(&self, subject: &str, schema: &str) -> Result<Registered, ClientError> {
         let body = json!({ "schema": schema });
-        let _: serde_json::Value = self.call(Method::POST, self.url(&["subjects", subject, "versions"]), Some(body.clone())).await?;
-        let found: RegisteredVersion = self.call(Method::POST, self.url(&["subjects", subject]), Some(body)).await?;
+        let _: serde_json::Value =
+            self.client.call(Method::POST, self.client.url(&["subjects", subject, "versions"]), Some(body.clone())).await?;
+        let found: RegisteredVersion = self.client.call(Method::POST, self.client.url(&["subjects", subject]), Some(body)).await?;
         Ok(Registered { subject: found.subject, version: found.version, id: found.id })
     }
 
@@ -131,49 +116,5 @@ impl SchemaRegistry {
             message: err.to_string(),
         })?;
         Ok((schema, found))
-    }
-
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
-    }
-
-    async fn call<T: for<'de> Deserialize<'de>>(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<serde_json::Value>,
-    ) -> Result<T, ClientError> {
-        let url_text = url.to_string();
-        let transport = |source| ClientError::Transport { url: url_text.clone(), source };
-        let mut request = self.http.request(method, url).header(reqwest::header::ACCEPT, ACCEPT);
-        request = match &self.auth {
-            RegistryAuth::None => request,
-            RegistryAuth::Basic { user, pass } => request.basic_auth(user, Some(pass)),
-            RegistryAuth::Bearer(token) => request.bearer_auth(token),
-        };
-        if let Some(body) = body {
-            request = request.header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE).body(body.to_string());
-        }
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|err| ClientError::InvalidResponse { url: url_text.clone(), reason: format!("http {status}: {err}") });
-        }
-        let parsed = serde_json::from_slice::<ErrorBody>(&bytes).ok();
-        let message = parsed
-            .as_ref()
-            .and_then(|error| error.message.clone())
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(ClientError::Unavailable { url: url_text, status: status.as_u16(), message });
-        }
-        let error_code = parsed.and_then(|error| error.error_code).unwrap_or(u32::from(status.as_u16()));
-        Err(ClientError::Rejected { url: url_text, status: status.as_u16(), error_code, message })
     }
 }
