@@ -192,15 +192,32 @@ pub async fn held_sql(pool: &sqlx::PgPool) -> Result<BTreeMap<EntityKind, HashMa
     use sqlx::Row;
     let mut out = BTreeMap::new();
     for entity in EntityKind::ALL {
-        // Table names are the fixed snake_case entity names, never user input.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id, version, deleted FROM {}", entity.as_str())))
-            .fetch_all(pool)
-            .await
-            .map_err(|e| VerifyError::Sink { sink: "sql", message: e.to_string() })?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(held_query(entity))).fetch_all(pool).await.map_err(sql_error)?;
         let held = rows.iter().map(|r| (r.get::<String, _>("id"), Held { version: r.get("version"), deleted: r.get("deleted") })).collect();
         out.insert(entity, held);
     }
     Ok(out)
+}
+
+/// [`held_sql`] for the SQL sink on SQLite (same tables; `deleted` is 0/1, read as a bool).
+pub async fn held_sqlite(pool: &sqlx::SqlitePool) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
+    use sqlx::Row;
+    let mut out = BTreeMap::new();
+    for entity in EntityKind::ALL {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(held_query(entity))).fetch_all(pool).await.map_err(sql_error)?;
+        let held = rows.iter().map(|r| (r.get::<String, _>("id"), Held { version: r.get("version"), deleted: r.get("deleted") })).collect();
+        out.insert(entity, held);
+    }
+    Ok(out)
+}
+
+/// Table names are the fixed snake_case entity names, never user input.
+fn held_query(entity: EntityKind) -> String {
+    format!("SELECT id, version, deleted FROM {}", entity.as_str())
+}
+
+fn sql_error(e: sqlx::Error) -> VerifyError {
+    VerifyError::Sink { sink: "sql", message: e.to_string() }
 }
 
 /// What the search sink holds: every document's `id` and `version` (deleted documents are

@@ -20,7 +20,7 @@ pub enum Role {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum SinkName {
-    /// PostgreSQL tables (upsert guarded by version) and analyst views.
+    /// PostgreSQL or SQLite tables (upsert guarded by version) and analyst views.
     Sql,
     /// Elasticsearch / OpenSearch via `_bulk` with external versions.
     Search,
@@ -45,7 +45,7 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
             let target: Arc<dyn Sink> = match sink {
                 SinkName::Sql => {
                     let what = config.sinks.sql.database_url.redacted();
-                    Arc::new(until_available(&what, &config.sinks, || crate::sink::sql::SqlSink::connect(&config.sinks.sql)).await?)
+                    until_available(&what, &config.sinks, || crate::sink::sql::connect_any(&config.sinks.sql)).await?
                 }
                 SinkName::Search => {
                     let what = config.sinks.search.url.clone();

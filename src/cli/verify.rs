@@ -33,10 +33,15 @@ pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result
     let mut reports: BTreeMap<&str, BTreeMap<EntityKind, EntityDrift>> = BTreeMap::new();
     if matches!(args.sink, Which::All | Which::Sql) {
         eprintln!("verify: reading the SQL sink ({})", config.sinks.sql.database_url.redacted());
-        let pool = sqlx::PgPool::connect(config.sinks.sql.database_url.expose())
-            .await
-            .with_context(|| format!("cannot open {}", config.sinks.sql.database_url.redacted()))?;
-        let held = verify::held_sql(&pool).await?;
+        let url = &config.sinks.sql.database_url;
+        let held = if config.sinks.sql.is_sqlite() {
+            // Not created if missing: a wrong path fails instead of reporting every id missing.
+            let pool = sqlx::SqlitePool::connect(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?;
+            verify::held_sqlite(&pool).await?
+        } else {
+            let pool = sqlx::PgPool::connect(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?;
+            verify::held_sql(&pool).await?
+        };
         eprintln!("verify: comparing with the source of truth");
         reports.insert("sql", verify::reconcile(&config, &held).await?);
     }

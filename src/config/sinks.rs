@@ -51,12 +51,21 @@ impl Default for SinksConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlSinkConfig {
-    /// PostgreSQL URL (`postgres://…`).
+    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://path.db`, `sqlite::memory:`): the
+    /// scheme picks the backend (see `sink::sql::connect_any`).
     pub database_url: SecretUrl,
     pub max_connections: u32,
-    /// How often the analyst materialized views are refreshed (their staleness bound).
+    /// How often the analyst materialized views are refreshed (their staleness bound; PostgreSQL
+    /// only: SQLite's views are plain and always current).
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+}
+
+impl SqlSinkConfig {
+    /// Whether `database_url` names SQLite rather than PostgreSQL.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
 }
 
 impl Default for SqlSinkConfig {
@@ -122,8 +131,14 @@ impl SinksConfig {
             return Err(invalid("sinks.dlq_topic", "must not be empty"));
         }
         let url = self.sql.database_url.expose();
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid("sinks.sql.database_url", format!("'{}' is not a postgres:// URL", self.sql.database_url.redacted())));
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || self.sql.is_sqlite()) {
+            return Err(invalid(
+                "sinks.sql.database_url",
+                format!(
+                    "'{}' is neither a postgres:// nor a sqlite: URL (sqlite://path.db, sqlite::memory:)",
+                    self.sql.database_url.redacted()
+                ),
+            ));
         }
         if self.sql.refresh_interval < Duration::from_secs(1) {
             return Err(invalid("sinks.sql.refresh_interval", "must be at least 1s; it bounds how stale the analyst views are"));

@@ -46,9 +46,17 @@
 //! (a zero interval disables the task; call [`SqlSink::refresh_views`] yourself).
 //! `over_budget_productions` filters it (same staleness). `cash_flow_by_month` is a plain view
 //! (an indexed join, cheap) and always current. Deleted rows never appear in any view.
+//!
+//! # SQLite
+//! A `sqlite:` URL selects [`SqliteSink`] instead (the embedded demo): same tables, guarantees
+//! and view names, plain views only. [`connect_any`] dispatches on the scheme.
 
 mod rows;
+mod sqlite;
+mod sqlite_write;
 mod write;
+
+pub use sqlite::SqliteSink;
 
 use super::{Sink, SinkError, SinkRecord, WriteOutcome};
 use crate::config::SqlSinkConfig;
@@ -57,6 +65,7 @@ use rows::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -70,6 +79,15 @@ const DDL_LOCK_KEY: i64 = 0x736c_6174_6573_716c;
 /// How long a write waits for a pooled connection before the batch counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH_STATEMENTS: &[&str] = &["REFRESH MATERIALIZED VIEW CONCURRENTLY budget_vs_actuals"];
+
+/// Connects the backend `cfg.database_url` names: SQLite for `sqlite:` URLs, PostgreSQL
+/// otherwise (config validation admits only those two), with each backend's error contract.
+pub async fn connect_any(cfg: &SqlSinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
+    if cfg.is_sqlite() {
+        return Ok(Arc::new(SqliteSink::connect(cfg).await?));
+    }
+    Ok(Arc::new(SqlSink::connect(cfg).await?))
+}
 
 /// Writes enriched records to PostgreSQL. Dropping it stops its view refresher.
 pub struct SqlSink {
