@@ -31,12 +31,7 @@ async fn skewed_load_converges_to_the_source_of_truth() {
 
     let report = tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.expect("load finishes");
     assert_eq!(report.failures, 0);
-    let keys = tokio::task::spawn_blocking({
-        let (cfg, m) = (cfg.clone(), studio_metrics.clone());
-        move || changed_keys(&cfg, &m)
-    })
-    .await
-    .unwrap();
+    let keys = changed_keys(&cfg, &studio_metrics).await;
     wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(90)).await;
 
     let consumed = counter(&metrics, "slate_enricher_consumed_total");

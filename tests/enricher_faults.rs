@@ -186,12 +186,7 @@ async fn a_failing_key_is_parked_then_dead_lettered_without_stalling_the_rest() 
     let metrics = Metrics::new();
     let enricher = slate::enrich::start_with(&cfg, metrics.clone(), fetcher).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.unwrap();
-    let mut keys = tokio::task::spawn_blocking({
-        let (cfg, m) = (cfg.clone(), studio_metrics.clone());
-        move || changed_keys(&cfg, &m)
-    })
-    .await
-    .unwrap();
+    let mut keys = changed_keys(&cfg, &studio_metrics).await;
     assert!(keys.remove(&(EntityKind::Budget, poisoned.clone())), "the load mode changed the poisoned budget");
     // Everything else converges, including keys that shared a chunk with the poisoned one
     // (they come back through the retry topic).
@@ -230,12 +225,7 @@ async fn a_flaky_slow_source_is_enriched_eventually() {
     let metrics = Metrics::new();
     let enricher = slate::enrich::start(&cfg, metrics.clone()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.unwrap();
-    let keys = tokio::task::spawn_blocking({
-        let (cfg, m) = (cfg.clone(), studio_metrics.clone());
-        move || changed_keys(&cfg, &m)
-    })
-    .await
-    .unwrap();
+    let keys = changed_keys(&cfg, &studio_metrics).await;
     wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(120)).await;
     let text = metrics.encode();
     assert!(
@@ -264,12 +254,7 @@ async fn a_crashed_enricher_is_replaced_without_losing_a_key() {
     first.abort();
     let second = slate::enrich::start(&cfg, Metrics::new()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.unwrap();
-    let keys = tokio::task::spawn_blocking({
-        let (cfg, m) = (cfg.clone(), studio_metrics.clone());
-        move || changed_keys(&cfg, &m)
-    })
-    .await
-    .unwrap();
+    let keys = changed_keys(&cfg, &studio_metrics).await;
     wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(90)).await;
     second.shutdown().await;
     studio.shutdown().await;

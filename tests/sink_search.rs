@@ -382,12 +382,7 @@ async fn pipeline_converges_to_the_studio_and_a_replay_changes_nothing() {
 
     let report = tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.expect("load finishes");
     assert_eq!(report.failures, 0);
-    let keys = tokio::task::spawn_blocking({
-        let (cfg, m) = (cfg.clone(), studio_metrics.clone());
-        move || changed_keys(&cfg, &m)
-    })
-    .await
-    .unwrap();
+    let keys = changed_keys(&cfg, &studio_metrics).await;
     let want: BTreeMap<_, _> = studio_state(&studio.studio, &keys).into_iter().filter(|(_, v)| v.is_some()).collect();
     assert!(keys.len() > want.len(), "the load deleted some entities: {} keys, {} live", keys.len(), want.len());
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -4,12 +4,14 @@
 
 mod common;
 mod enricher_support;
+mod sink_support;
 
 use common::*;
 use enricher_support::*;
-use serde_json::{Value as Json, json};
+use serde_json::json;
+use sink_support::*;
 use slate::config::{Config, SecretUrl, SqlSinkConfig};
-use slate::event::{ChangeType, EntityKind};
+use slate::event::EntityKind;
 use slate::metrics::Metrics;
 use slate::sink::sql::{SqliteSink, connect_any};
 use slate::sink::{Sink, SinkError, SinkRecord, WriteOutcome};
@@ -46,51 +48,6 @@ impl Drop for TempDb {
 
 fn sql_config(url: &str) -> SqlSinkConfig {
     SqlSinkConfig { database_url: SecretUrl::new(url), max_connections: 4, refresh_interval: Duration::from_secs(30) }
-}
-
-fn rec(entity: EntityKind, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
-    SinkRecord {
-        entity,
-        id: id.into(),
-        version,
-        change_type: if value.is_some() { ChangeType::Update } else { ChangeType::Delete },
-        value,
-        event_ts: 1_790_000_000_123,
-        event_uuids: vec![uuid::Uuid::new_v4()],
-        topic: "direct".into(),
-        partition: 0,
-        offset: 0,
-    }
-}
-
-fn tombstone(entity: EntityKind, id: &str, version: Option<i64>) -> SinkRecord {
-    rec(entity, id, version, None)
-}
-
-fn production(id: &str, v: i64, currency: &str) -> SinkRecord {
-    let value = json!({"id": id, "version": v, "title": format!("Title of {id}"), "status": "DEVELOPMENT", "genre": "drama",
-        "currency": currency, "budget_id": null, "schedule_id": null});
-    rec(EntityKind::Production, id, Some(v), Some(value))
-}
-
-fn payment(id: &str, v: i64, production: &str, amount: i64, status: &str, currency: &str) -> SinkRecord {
-    let value = json!({"id": id, "version": v, "production_id": production, "talent_id": "tal-000001", "amount": amount,
-        "currency": currency, "status": status, "due_date": "2027-06-01"});
-    rec(EntityKind::Payment, id, Some(v), Some(value))
-}
-
-fn budget(id: &str, v: i64, production: &str, lines: &[(&str, i64)]) -> SinkRecord {
-    let items: Vec<Json> = lines.iter().map(|(c, a)| json!({"category": c, "amount": a})).collect();
-    let total: i64 = lines.iter().map(|(_, a)| a).sum();
-    let value = json!({"id": id, "version": v, "production_id": production, "currency": "USD", "lines": items, "total": total});
-    rec(EntityKind::Budget, id, Some(v), Some(value))
-}
-
-fn cash_flow(id: &str, v: i64, production: &str, months: &[(&str, i64)]) -> SinkRecord {
-    let items: Vec<Json> = months.iter().map(|(m, a)| json!({"month": m, "amount": a})).collect();
-    let total: i64 = months.iter().map(|(_, a)| a).sum();
-    let value = json!({"id": id, "version": v, "production_id": production, "currency": "USD", "months": items, "total": total});
-    rec(EntityKind::CashFlow, id, Some(v), Some(value))
 }
 
 async fn write(sink: &dyn Sink, batch: &[SinkRecord]) -> WriteOutcome {
@@ -461,12 +418,7 @@ async fn end_to_end_converges_to_the_studio_and_verify_finds_no_drift() {
 
     let report = tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.expect("load finishes");
     assert_eq!(report.failures, 0);
-    let keys = tokio::task::spawn_blocking({
-        let (cfg, m) = (cfg.clone(), studio_metrics.clone());
-        move || changed_keys(&cfg, &m)
-    })
-    .await
-    .unwrap();
+    let keys = changed_keys(&cfg, &studio_metrics).await;
     let want = wanted(&studio.studio, &keys);
     assert!(want.values().any(|(_, deleted)| *deleted), "the load deleted some entities");
     wait_converged(&pool, &want, Duration::from_secs(120)).await;

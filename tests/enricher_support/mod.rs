@@ -67,7 +67,12 @@ pub fn version_of(schema: &Schema, payload: &[u8]) -> i64 {
 
 /// Keys that had change events, read from the change topics; `studio_metrics` says how many
 /// events each topic received.
-pub fn changed_keys(cfg: &Config, studio_metrics: &slate::metrics::Metrics) -> BTreeSet<(EntityKind, String)> {
+pub async fn changed_keys(cfg: &Config, studio_metrics: &slate::metrics::Metrics) -> BTreeSet<(EntityKind, String)> {
+    let (cfg, m) = (cfg.clone(), studio_metrics.clone());
+    tokio::task::spawn_blocking(move || changed_keys_blocking(&cfg, &m)).await.expect("reader thread")
+}
+
+fn changed_keys_blocking(cfg: &Config, studio_metrics: &slate::metrics::Metrics) -> BTreeSet<(EntityKind, String)> {
     let mut keys = BTreeSet::new();
     for kind in EntityKind::ALL {
         let topic = kind.changes_topic(&cfg.studio.topic_prefix);
