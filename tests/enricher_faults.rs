@@ -216,6 +216,7 @@ async fn a_flaky_slow_source_is_enriched_eventually() {
             ov("studio.faults.timeout_delay", "\"2s\""),
             ov("sources.timeout", "\"300ms\""),
             ov("enricher.retry_delay", "\"300ms\""),
+            ov("enricher.retry_delay_max", "\"1s\""),
             ov("enricher.max_retry_rounds", 20),
         ],
     );

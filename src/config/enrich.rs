@@ -40,9 +40,12 @@ pub struct EnricherConfig {
     pub fetch_attempts: u32,
     #[serde(with = "humantime_serde")]
     pub fetch_backoff: Duration,
-    /// Delay before a key parked on the retry topic is fetched again.
+    /// Delay before a key parked on the retry topic is fetched again; it doubles each round,
+    /// up to `retry_delay_max`, so a source outage of many minutes does not dead-letter keys.
     #[serde(with = "humantime_serde")]
     pub retry_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_delay_max: Duration,
     /// Rounds through the retry topic before a key goes to the dead-letter topic.
     pub max_retry_rounds: u32,
     /// Largest input message accepted; bigger ones are dead-lettered.
@@ -72,7 +75,8 @@ impl Default for EnricherConfig {
             fetch_attempts: 3,
             fetch_backoff: Duration::from_millis(50),
             retry_delay: Duration::from_secs(5),
-            max_retry_rounds: 5,
+            retry_delay_max: Duration::from_secs(600),
+            max_retry_rounds: 10,
             max_message_bytes: crate::event::MAX_EVENT_BYTES,
             metrics_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
         }
@@ -105,6 +109,9 @@ impl EnricherConfig {
         if self.fetch_attempts == 0 {
             return Err(invalid("enricher.fetch_attempts", "must be at least 1 (1 = no retry within a batch)"));
         }
+        if self.retry_delay.is_zero() || self.retry_delay_max < self.retry_delay {
+            return Err(invalid("enricher.retry_delay", "must be positive and at most enricher.retry_delay_max"));
+        }
         if self.batch_max_wait.is_zero() {
             return Err(invalid("enricher.batch_max_wait", "must be positive, e.g. \"50ms\""));
         }
@@ -123,6 +130,13 @@ impl EnricherConfig {
     }
 
     /// `<output_topic_prefix><entity>.enriched`.
+    /// How long a key entering retry round `round` (1-based) waits: `retry_delay` doubled per
+    /// earlier round, capped at `retry_delay_max`.
+    pub fn retry_delay_for(&self, round: u32) -> Duration {
+        let doublings = round.saturating_sub(1).min(30);
+        self.retry_delay.saturating_mul(1u32 << doublings).min(self.retry_delay_max)
+    }
+
     pub fn output_topic(&self, kind: EntityKind) -> String {
         format!("{}{}.enriched", self.output_topic_prefix, kind.as_str())
     }

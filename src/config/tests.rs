@@ -145,3 +145,11 @@ password = "reg-pass-5"
     // The redacted output is itself a loadable config shape (same keys).
     shown.parse::<toml::Table>().unwrap();
 }
+
+#[test]
+fn retry_delay_doubles_per_round_up_to_the_cap() {
+    let c = Config::load(None, &[]).unwrap().enricher;
+    let secs: Vec<u64> = (1..=10).map(|r| c.retry_delay_for(r).as_secs()).collect();
+    assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+    assert_eq!(c.retry_delay_for(u32::MAX), c.retry_delay_max);
+}

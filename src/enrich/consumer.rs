@@ -163,7 +163,7 @@ pub async fn run<D, F>(
     commit_sync(consumer);
 }
 
-fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracker, batch: &mut Vec<OwnedMessage>) {
+pub(crate) fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracker, batch: &mut Vec<OwnedMessage>) {
     let revoked: Vec<(String, i32)> = std::mem::take(&mut *consumer.context().revoked.lock().expect("revoked lock poisoned"));
     if revoked.is_empty() {
         return;

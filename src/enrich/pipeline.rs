@@ -247,7 +247,7 @@ impl Pipeline {
             let reason = format!("still failing after {} retry rounds: {e}", w.attempt);
             return self.dead(w, DlqStage::RetriesExhausted, &reason, from);
         }
-        let not_before = crate::studio::now_millis() + self.cfg.retry_delay.as_millis() as i64;
+        let not_before = crate::studio::now_millis() + self.cfg.retry_delay_for(w.attempt + 1).as_millis() as i64;
         let parcel = output::retry_parcel(self.cfg.retry_topic.clone(), &w.newest, &w.uuids, w.attempt + 1, not_before, &e.to_string());
         (w, parcel, OnAck::Retried)
     }

@@ -89,7 +89,8 @@ async fn run(
     let name = sink.name();
     let mut tracker = OffsetTracker::new();
     while !cancel.is_cancelled() {
-        let batch = consumer::collect(consumer, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
+        let mut batch = consumer::collect(consumer, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
+        consumer::drop_revoked(consumer, &mut tracker, &mut batch);
         if batch.is_empty() {
             continue;
         }
