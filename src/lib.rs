@@ -17,4 +17,5 @@ pub mod schema;
 pub mod schemas;
 pub mod sink;
 pub mod studio;
+pub mod time;
 pub mod verify;

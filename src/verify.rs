@@ -174,7 +174,7 @@ pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>) -> 
     for (entity, d) in drift {
         for (id, kind) in &d.drifted {
             let t = if *kind == DriftKind::Extra { ChangeType::Delete } else { ChangeType::Update };
-            let mut event = ChangeEvent::new(t, *entity, id.clone(), crate::studio::now_millis());
+            let mut event = ChangeEvent::new(t, *entity, id.clone(), crate::time::now_millis());
             event.source = Some("slate-verify".into());
             let topic = entity.changes_topic(&cfg.enricher.input_topic_prefix);
             pending.push(producer.enqueue(&topic, id.as_bytes(), Some(&event.to_json()), None).await?);

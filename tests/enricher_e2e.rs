@@ -83,7 +83,7 @@ async fn avro_change_events_are_decoded_through_the_registry() {
         slate::registry::RegistryClient::try_new(&registry.url, slate::registry::RegistryAuth::None, Duration::from_secs(5)).unwrap();
     let schema_id = client.register(&format!("{topic}-value"), slate::schemas::CHANGE_EVENT, &[]).await.unwrap();
     studio.studio.store.set_deal("tal-000001", "prod-000002", 123_456).unwrap();
-    let event = ChangeEvent::new(ChangeType::Update, EntityKind::Talent, "tal-000001", slate::studio::now_millis());
+    let event = ChangeEvent::new(ChangeType::Update, EntityKind::Talent, "tal-000001", slate::time::now_millis());
     let mut framed = vec![0u8];
     framed.extend_from_slice(&schema_id.to_be_bytes());
     framed.extend_from_slice(&slate::enrich::avro::change_event_datum(&event).unwrap());

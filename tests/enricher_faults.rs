@@ -40,7 +40,7 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
     let producer = Producer::try_new(&cfg.kafka, Metrics::new()).unwrap();
     let budgets = EntityKind::Budget.changes_topic(&cfg.studio.topic_prefix);
 
-    let valid = ChangeEvent::new(ChangeType::Update, EntityKind::Budget, "bud-000002", slate::studio::now_millis());
+    let valid = ChangeEvent::new(ChangeType::Update, EntityKind::Budget, "bud-000002", slate::time::now_millis());
     let cdc = br#"{"before":null,"after":{"id":"bud-000003"},"op":"u","source":{"lsn":77,"table":"budgets"},"ts_ms":1700000000000}"#;
     let poison: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
         ("garbage", Some(b"\xde\xad\xbe\xef not json".to_vec()), "not valid JSON"),
@@ -294,7 +294,7 @@ async fn a_registry_outage_at_start_is_waited_out() {
     let changes = studio.studio.store.set_payment_status("pay-000001", "VOID").unwrap();
     let producer = Producer::try_new(&cfg.kafka, Metrics::new()).unwrap();
     for c in &changes {
-        let e = ChangeEvent::new(c.change_type, c.entity, c.id.clone(), slate::studio::now_millis());
+        let e = ChangeEvent::new(c.change_type, c.entity, c.id.clone(), slate::time::now_millis());
         producer.send(&c.entity.changes_topic(&cfg.studio.topic_prefix), c.id.as_bytes(), Some(&e.to_json()), None).await.unwrap();
     }
     let keys: BTreeSet<_> = changes.iter().map(|c| (c.entity, c.id.clone())).collect();

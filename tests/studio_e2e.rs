@@ -63,7 +63,7 @@ async fn launch_date_change_flows_to_kafka_and_both_apis() {
     assert_eq!(reply.found.len(), 1);
     assert_eq!(reply.found[0].version, 2);
     let Some(Body::Schedule(s)) = &reply.found[0].body else { panic!("schedule body expected: {reply:?}") };
-    assert_eq!(slate::studio::model::format_date(s.launch_date), "2031-03-01");
+    assert_eq!(slate::time::format_date(s.launch_date), "2031-03-01");
 
     // Third-party clients: Python confluent-kafka reads the event; grpcurl and curl query the APIs.
     let topic = EntityKind::Schedule.changes_topic(&cfg.studio.topic_prefix);

@@ -173,7 +173,7 @@ async fn naive(cfg: &Config, spec: &WorkerSpec, metrics: &Metrics, deadline: Ins
                     event_uuid: event.uuid,
                     change_type: event.change_type,
                     event_ts: event.ts,
-                    fetched_at: crate::studio::now_millis(),
+                    fetched_at: crate::time::now_millis(),
                     coalesced_uuids: vec![event.uuid],
                 };
                 avro::to_record(&out.schema, &f, &meta).and_then(|v| avro::encode(&out.schema, out.schema_id, v)).ok()

@@ -100,7 +100,7 @@ async fn produce(
     entity: EntityKind,
     id: String,
 ) -> Result<(Uuid, i64, crate::kafka::DeliveryFuture), BenchError> {
-    let event = ChangeEvent::new(ChangeType::Update, entity, id, crate::studio::now_millis());
+    let event = ChangeEvent::new(ChangeType::Update, entity, id, crate::time::now_millis());
     let d = producer.enqueue(&entity.changes_topic(&spec.input_prefix), event.id.as_bytes(), Some(&event.to_json()), None).await?;
     Ok((event.uuid, event.ts, d))
 }
@@ -245,7 +245,7 @@ fn read_freshness(
     let mut out = Freshness::default();
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) else { continue };
-        let arrived = crate::studio::now_millis();
+        let arrived = crate::time::now_millis();
         let sent = sent.lock().expect("sent lock");
         out.millis.extend(uuids_of(&m, &schemas).iter().filter_map(|u| sent.get(u)).map(|ts| (arrived - ts) as f64));
     }

@@ -115,7 +115,7 @@ impl InputDecoder {
 /// Decodes a batch read from the retry topic, after waiting until its latest parcel is due.
 pub async fn retry_batch(batch: Vec<OwnedMessage>, cancel: &CancellationToken) -> Option<Vec<Input>> {
     let due = batch.iter().filter_map(|m| header(m, output::H_NOT_BEFORE)?.parse::<i64>().ok()).max().unwrap_or(0);
-    let wait = due - crate::studio::now_millis();
+    let wait = due - crate::time::now_millis();
     if wait > 0 {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}

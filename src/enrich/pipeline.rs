@@ -206,7 +206,7 @@ impl Pipeline {
         };
         let mut found: HashMap<&str, &super::fetch::Fetched> = reply.found.iter().map(|f| (f.id.as_str(), f)).collect();
         let deleted: HashMap<&str, i64> = reply.deleted.iter().map(|(id, v)| (id.as_str(), *v)).collect();
-        let fetched_at = crate::studio::now_millis();
+        let fetched_at = crate::time::now_millis();
         chunk
             .into_iter()
             .map(|w| {
@@ -247,7 +247,7 @@ impl Pipeline {
             let reason = format!("still failing after {} retry rounds: {e}", w.attempt);
             return self.dead(w, DlqStage::RetriesExhausted, &reason, from);
         }
-        let not_before = crate::studio::now_millis() + self.cfg.retry_delay_for(w.attempt + 1).as_millis() as i64;
+        let not_before = crate::time::now_millis() + self.cfg.retry_delay_for(w.attempt + 1).as_millis() as i64;
         let parcel = output::retry_parcel(self.cfg.retry_topic.clone(), &w.newest, &w.uuids, w.attempt + 1, not_before, &e.to_string());
         (w, parcel, OnAck::Retried)
     }
@@ -281,7 +281,7 @@ impl Pipeline {
             }
         }
         if let Some(v) = version {
-            self.emitted.insert(key, Emitted { version: v, fetched_at: crate::studio::now_millis() });
+            self.emitted.insert(key, Emitted { version: v, fetched_at: crate::time::now_millis() });
         }
         self.enqueue(o, on_ack).await.map(Some)
     }
@@ -313,7 +313,7 @@ impl Pipeline {
             OnAck::Emitted { entity, tombstone, event_ts } => {
                 let kind = if tombstone { "tombstone" } else { "record" };
                 self.metrics.enricher_emitted_total.get_or_create(&labels("entity", entity.as_str(), "kind", kind)).inc();
-                let now = crate::studio::now_millis();
+                let now = crate::time::now_millis();
                 for ts in event_ts {
                     self.metrics.enricher_freshness_seconds.observe((now - ts).max(0) as f64 / 1000.0);
                 }

@@ -152,7 +152,7 @@ pub fn to_json(v: Value) -> Json {
         Value::Double(d) => json!(d),
         Value::String(s) | Value::Enum(_, s) => json!(s),
         Value::Uuid(u) => json!(u.to_string()),
-        Value::Date(d) => json!(crate::studio::model::format_date(d)),
+        Value::Date(d) => json!(crate::time::format_date(d)),
         Value::Union(_, inner) => to_json(*inner),
         Value::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
         Value::Map(m) => Json::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect()),

@@ -142,7 +142,7 @@ async fn run(
         for ((_, _, reason, _), _) in &dead {
             tracing::warn!(sink = name, %reason, "dead-lettered");
         }
-        let now = crate::studio::now_millis();
+        let now = crate::time::now_millis();
         for r in records.iter().filter(|r| r.event_ts > 0) {
             metrics.sink_freshness_seconds.get_or_create(&label("sink", name)).observe((now - r.event_ts).max(0) as f64 / 1000.0);
         }

@@ -139,9 +139,7 @@ impl Studio {
     }
 }
 
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use crate::time::now_millis;
 
 /// A fresh W3C traceparent (`00-<trace id>-<span id>-01`) for one mutation.
 fn traceparent() -> String {

@@ -16,7 +16,7 @@
 
 use crate::enrich::fetch::Fetched;
 use crate::event::{ChangeEvent, ChangeType, DecodeError, EntityKind, MAX_EVENT_BYTES, MAX_ID_BYTES};
-use crate::studio::model::parse_date;
+use crate::time::parse_date;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema::{Name, RecordSchema, ResolvedSchema};

@@ -11,7 +11,7 @@ use super::{FetchError, FetchReply, Fetched, MAX_RESPONSE_BYTES, assemble};
 use crate::config::{ConfigError, EntitySourceConfig, SourcesConfig};
 use crate::event::EntityKind;
 use crate::proto::{self, entity::Body};
-use crate::studio::model::format_date;
+use crate::time::format_date;
 use serde_json::{Value, json};
 use std::str::FromStr;
 use std::time::Duration;

@@ -93,7 +93,7 @@ impl Sink for AuditSink {
 
     fn write<'a>(&'a self, batch: &'a [SinkRecord]) -> Pin<Box<dyn Future<Output = Result<WriteOutcome, SinkError>> + Send + 'a>> {
         Box::pin(async move {
-            let plan = plan(batch, crate::studio::now_millis());
+            let plan = plan(batch, crate::time::now_millis());
             let num_valid = batch.len() - plan.rejected.len();
             let root = self.root.clone();
             let files = plan.files;
@@ -166,7 +166,7 @@ fn rows_of(r: &SinkRecord, now: i64) -> Result<(FileKey, Vec<AuditRow>), String>
     let days = i32::try_from(r.event_ts.div_euclid(86_400_000)).expect("bounded by MAX_EVENT_TS");
     let key = FileKey {
         entity: r.entity.as_str(),
-        dt: crate::studio::model::format_date(days),
+        dt: crate::time::format_date(days),
         topic: r.topic.clone(),
         partition: r.partition,
         window: r.offset / OFFSETS_PER_FILE,

@@ -3,7 +3,7 @@
 
 use crate::event::EntityKind;
 use crate::sink::SinkRecord;
-use crate::studio::model::parse_date;
+use crate::time::parse_date;
 use serde_json::Value as Json;
 use std::collections::HashMap;
 
