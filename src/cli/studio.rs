@@ -73,15 +73,20 @@ async fn run_studio(config: Config) -> anyhow::Result<()> {
     let mut running = crate::studio::server::start(&config, Metrics::new()).await.context("cannot start the studio")?;
     println!("studio GraphQL: http://{}/graphql", running.http_addr);
     println!("studio gRPC:    {} (studio.finance.v1.StudioSource/BatchGet)", running.grpc_addr);
+    // The studio is the source of truth: it keeps serving after a bounded load mode ends.
     let bounded_load = config.studio.load.mutations_per_sec > 0.0 && config.studio.load.max_mutations > 0;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     if bounded_load {
         tokio::select! {
-            report = running.load_finished() => println!("load finished: {} mutations, {} events acknowledged, {} failures", report.mutations, report.events_acked, report.failures),
-            _ = shutdown_signal() => {}
+            report = running.load_finished() => println!("load finished: {} mutations, {} events acknowledged, {} failures; still serving", report.mutations, report.events_acked, report.failures),
+            _ = &mut shutdown => {
+                running.shutdown().await;
+                return Ok(());
+            }
         }
-    } else {
-        shutdown_signal().await;
     }
+    shutdown.await;
     running.shutdown().await;
     Ok(())
 }
