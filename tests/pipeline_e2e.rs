@@ -54,7 +54,16 @@ async fn studio_to_all_sinks_converges_and_verify_repairs_drift() {
     let mut db_url = reqwest::Url::parse(&admin_url).unwrap();
     db_url.set_path(&db);
     let audit_dir = std::env::temp_dir().join(unique("slate-audit"));
+    // The scenario runs in its own task so the database and files are removed even if it fails.
+    let outcome = tokio::spawn(scenario(db_url, audit_dir.clone())).await;
+    admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).await.unwrap();
+    std::fs::remove_dir_all(audit_dir).ok();
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
 
+async fn scenario(db_url: reqwest::Url, audit_dir: std::path::PathBuf) {
     let registry = TestRegistry::start().await;
     let mut cfg = pipeline_config(
         &registry.url,
@@ -109,6 +118,4 @@ async fn studio_to_all_sinks_converges_and_verify_repairs_drift() {
     studio.shutdown().await;
     registry.stop().await;
     pool.close().await;
-    admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).await.unwrap();
-    std::fs::remove_dir_all(audit_dir).ok();
 }
