@@ -151,32 +151,20 @@ impl SqlSink {
     }
 
     async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
-        let mut outcome = WriteOutcome::default();
-        let mut valid = Vec::with_capacity(batch.len());
-        for (i, r) in batch.iter().enumerate() {
-            match rows::validate(i, r) {
-                Ok(row) => valid.push(row),
-                Err(reason) => outcome.rejected.push((i, reason)),
-            }
+        let prepared = rows::prepare(batch);
+        if prepared.winners.is_empty() {
+            return Ok(prepared.outcome);
         }
-        let num_valid = valid.len();
-        let (winners, _superseded) = rows::newest_per_id(valid);
-        if winners.is_empty() {
-            return Ok(outcome);
-        }
-        let (applied, refused) = match self.write_all(&winners).await {
+        let winners = &prepared.winners;
+        let (applied, refused) = match self.write_all(winners).await {
             Ok(applied) => (applied, Vec::new()),
             Err(e) if is_data_error(&e) => {
                 tracing::warn!(error = %e, "postgresql refused a validated record; rewriting the batch record by record");
-                self.write_isolated(&winners).await?
+                self.write_isolated(winners).await?
             }
             Err(e) => return Err(classify(e)),
         };
-        outcome.applied = applied;
-        outcome.stale = num_valid - applied - refused.len();
-        outcome.rejected.extend(refused);
-        outcome.rejected.sort_by_key(|(i, _)| *i);
-        Ok(outcome)
+        Ok(prepared.finish(applied, refused))
     }
 
     /// The whole batch in one transaction; tables in a fixed order, ids sorted, so concurrent

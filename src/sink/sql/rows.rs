@@ -2,7 +2,7 @@
 //! rejected on its own instead of failing the statement (and with it the whole batch).
 
 use crate::event::EntityKind;
-use crate::sink::SinkRecord;
+use crate::sink::{SinkRecord, WriteOutcome};
 use crate::time::parse_date;
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -262,6 +262,40 @@ pub(super) fn newest_per_id(rows: Vec<Row>) -> (Vec<Row>, usize) {
     let mut winners: Vec<Row> = best.into_values().collect();
     winners.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
     (winners, superseded)
+}
+
+/// A batch checked and folded for writing, shared by both backends: the rows to write, the
+/// records rejected before any SQL, and how many records were valid.
+pub(super) struct Prepared {
+    pub winners: Vec<Row>,
+    pub num_valid: usize,
+    pub outcome: WriteOutcome,
+}
+
+pub(super) fn prepare(batch: &[SinkRecord]) -> Prepared {
+    let mut outcome = WriteOutcome::default();
+    let mut valid = Vec::with_capacity(batch.len());
+    for (i, r) in batch.iter().enumerate() {
+        match validate(i, r) {
+            Ok(row) => valid.push(row),
+            Err(reason) => outcome.rejected.push((i, reason)),
+        }
+    }
+    let num_valid = valid.len();
+    let (winners, _superseded) = newest_per_id(valid);
+    Prepared { winners, num_valid, outcome }
+}
+
+impl Prepared {
+    /// The outcome once the backend applied `applied` rows and refused `refused` records: every
+    /// other valid record was not newer than what the table held (stale).
+    pub fn finish(mut self, applied: usize, refused: Vec<(usize, String)>) -> WriteOutcome {
+        self.outcome.applied = applied;
+        self.outcome.stale = self.num_valid - applied - refused.len();
+        self.outcome.rejected.extend(refused);
+        self.outcome.rejected.sort_by_key(|(i, _)| *i);
+        self.outcome
+    }
 }
 
 #[cfg(test)]
