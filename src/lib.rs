@@ -4,9 +4,12 @@
 //! current state from the source of truth and emits Avro records, and independent sinks write
 //! them idempotently. See `README.md` for the architecture and the delivery guarantees.
 
+pub mod analyst;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod enrich;
 pub mod event;
 pub mod kafka;

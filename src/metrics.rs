@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub type Label1 = [(&'static str, String); 1];
 /// Label set of two low-cardinality labels.
 pub type Label2 = [(&'static str, String); 2];
+/// Label set of three low-cardinality labels.
+pub type Label3 = [(&'static str, String); 3];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -61,8 +63,8 @@ pub struct Metrics {
     pub enricher_batch_events: Histogram,
     /// Event timestamp to broker acknowledgement of the enriched record.
     pub enricher_freshness_seconds: Histogram,
-    /// Consumer lag in messages, by topic and partition (from librdkafka statistics).
-    pub consumer_lag: Family<Label2, Gauge>,
+    /// Consumer lag in messages, by consumer group, topic and partition (from librdkafka statistics).
+    pub consumer_lag: Family<Label3, Gauge>,
     /// Input messages whose batch completed and whose offsets were stored.
     pub enricher_processed_total: Counter,
     /// Partitions currently assigned to the enricher's consumers, by group.

@@ -2,6 +2,7 @@
 //! so errors are `anyhow` with context here and typed everywhere below. One file per command.
 
 mod bench;
+mod demo;
 mod registry;
 mod run;
 mod schema;
@@ -27,6 +28,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Everything in one process on embedded defaults (in-process broker, registry, studio,
+    /// enricher, SQLite and Parquet sinks) with the dashboard and analyst API; Ctrl-C stops it.
+    Demo(demo::DemoArgs),
     /// Run the studio: the finance source of truth (GraphQL + gRPC) that publishes change events.
     Studio(studio::StudioArgs),
     /// Run the embedded Confluent-compatible schema registry.
@@ -80,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Demo(args) => demo::run(args).await,
         Command::Studio(args) => studio::run(cli.config.as_deref(), args).await,
         Command::Registry(args) => registry::run(cli.config.as_deref(), args).await,
         Command::Schema(args) => schema::run(cli.config.as_deref(), args).await,

@@ -16,6 +16,8 @@ pub enum Role {
         #[arg(value_enum)]
         sink: SinkName,
     },
+    /// Serve the analyst GraphQL API over the SQL sink's database and the audit tree (`[api]`).
+    Api,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -71,7 +73,32 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
             }
             outcome.context("sink stopped")
         }
+        Role::Api => serve_api(&config).await,
     }
+}
+
+/// Connects (waiting out a database that is not up yet, with the sinks' backoff), then serves
+/// `/graphql` and `/health` on `api.listen` until Ctrl-C/SIGTERM, finishing in-flight requests.
+async fn serve_api(config: &crate::config::Config) -> anyhow::Result<()> {
+    let mut backoff = config.sinks.backoff;
+    let api = loop {
+        match crate::analyst::Analyst::connect(config).await {
+            Ok(api) => break api,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "analyst database unavailable; waiting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown_signal() => anyhow::bail!("interrupted while waiting for the analyst database"),
+                }
+                backoff = (backoff * 2).min(config.sinks.max_backoff);
+            }
+            Err(e) => return Err(e).context("cannot start the analyst API"),
+        }
+    };
+    let listener =
+        tokio::net::TcpListener::bind(config.api.listen).await.with_context(|| format!("cannot bind api.listen {}", config.api.listen))?;
+    println!("analyst GraphQL: http://{}/graphql", listener.local_addr()?);
+    axum::serve(listener, crate::analyst::router(api)).with_graceful_shutdown(shutdown_signal()).await.context("analyst API server failed")
 }
 
 /// Connects, waiting out a target that is not up yet (with the sinks' backoff); a fatal error

@@ -10,12 +10,14 @@
 //! Values are read as TOML scalars (`true`, `42`, `0.5`) and otherwise as strings.
 //! `SLATE_CONFIG` (the config file path) and `SLATE_LOG` (log filter) are not overrides.
 
+mod api;
 mod enrich;
 mod secret;
 mod sections;
 mod sinks;
 mod studio;
 
+pub use api::ApiConfig;
 pub use enrich::*;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
@@ -50,6 +52,7 @@ pub struct Config {
     pub enricher: EnricherConfig,
     pub sources: SourcesConfig,
     pub sinks: SinksConfig,
+    pub api: ApiConfig,
 }
 
 /// Where one override came from, to name it in errors.
@@ -96,7 +99,8 @@ impl Config {
         self.studio.validate()?;
         self.enricher.validate()?;
         self.sources.validate()?;
-        self.sinks.validate()
+        self.sinks.validate()?;
+        self.api.validate()
     }
 
     /// The effective config as TOML, secrets redacted: what `slate config show` prints.

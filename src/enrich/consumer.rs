@@ -10,7 +10,7 @@
 use super::pipeline::{Input, Pipeline};
 use crate::config::KafkaConfig;
 use crate::kafka::{OffsetTracker, base_config};
-use crate::metrics::{Metrics, labels};
+use crate::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
@@ -34,7 +34,7 @@ impl ClientContext for Context {
                 if partition >= 0 && p.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
-                        .get_or_create(&labels("topic", topic.clone(), "partition", partition.to_string()))
+                        .get_or_create(&[("group", self.group.clone()), ("topic", topic.clone()), ("partition", partition.to_string())])
                         .set(p.consumer_lag);
                 }
             }

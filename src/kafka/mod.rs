@@ -63,9 +63,28 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 }
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
+///
+/// Topics the cluster already lists are left alone and never asked for, so this works where the
+/// principal lacks the CreateTopics ACL (topics managed by ops) and on brokers without the
+/// CreateTopics API (librdkafka's mock cluster, which the demo runs on).
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String], partitions: i32, replication: i32) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = base_config(cfg).create()?;
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+    // Metadata requests block; librdkafka's own timeout bounds this one.
+    let (admin, metadata) = tokio::task::spawn_blocking(move || {
+        let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(30));
+        (admin, metadata)
+    })
+    .await
+    .expect("metadata task does not panic");
+    let existing: std::collections::HashSet<String> = metadata?.topics().iter().map(|t| t.name().to_string()).collect();
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .filter(|t| !existing.contains(t.as_str()))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new, &opts).await? {
         match result {

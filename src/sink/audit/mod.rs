@@ -106,6 +106,12 @@ impl Sink for AuditSink {
     }
 }
 
+/// Reads every row of one audit file (blocking IO): for readers of the tree, such as the
+/// analyst API's entity history. Errors name the file.
+pub fn read_file(path: &Path) -> Result<Vec<AuditRow>, AuditError> {
+    Ok(file::read(path)?)
+}
+
 /// One target file: `<entity=…>/<dt=…>/<topic>-p<partition>-o<start>-<end>.parquet`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct FileKey {
