@@ -8,11 +8,14 @@
 //! - **extra**: live in the sink, deleted or unknown at the source.
 //!
 //! `--repair` publishes one change event per drifted id to the enricher's input topics, so the
-//! normal pipeline heals the sinks (at-least-once and version guards make that safe).
+//! normal pipeline heals the sinks (at-least-once and version guards make that safe). Listing
+//! and publishing are shared with `slate replay` ([`crate::replay`]).
 
 use crate::config::Config;
 use crate::enrich::fetch::{Fetch, Sources};
-use crate::event::{ChangeEvent, ChangeType, EntityKind};
+use crate::event::{ChangeType, EntityKind};
+use crate::progress::Progress;
+use crate::replay::{ReplayError, Republisher, SourceIds};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -60,6 +63,8 @@ pub enum VerifyError {
     Sink { sink: &'static str, message: String },
     #[error(transparent)]
     Produce(#[from] crate::kafka::ProduceError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
     #[error("config: {0}")]
     Config(#[from] crate::config::ConfigError),
 }
@@ -97,37 +102,7 @@ pub fn compare(truth: &HashMap<String, Truth>, held: &HashMap<String, Held>) -> 
 
 /// Live ids of `entity` at the studio, through its GraphQL `ids` listing.
 pub async fn list_source_ids(cfg: &Config, entity: EntityKind) -> Result<Vec<String>, VerifyError> {
-    let http = reqwest::Client::builder().timeout(cfg.sources.timeout).build().map_err(|e| VerifyError::Source(e.to_string()))?;
-    let mut ids = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let query = "query($entity: Entity!, $after: ID) { ids(entity: $entity, after: $after, first: 1000) }";
-        let body = serde_json::json!({ "query": query, "variables": { "entity": entity.as_str(), "after": after } });
-        let mut req = http.post(&cfg.sources.graphql_endpoint).json(&body);
-        if let Some(t) = &cfg.sources.bearer_token {
-            req = req.bearer_auth(t.expose());
-        }
-        let reply: serde_json::Value = req
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| VerifyError::Source(e.to_string()))?
-            .json()
-            .await
-            .map_err(|e| VerifyError::Source(e.to_string()))?;
-        let page: Vec<String> = reply["data"]["ids"]
-            .as_array()
-            .ok_or_else(|| VerifyError::Source(format!("listing {entity} ids failed: {}", reply["errors"])))?
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
-        let done = page.len() < 1000;
-        after = page.last().cloned();
-        ids.extend(page);
-        if done {
-            return Ok(ids);
-        }
-    }
+    Ok(SourceIds::new(&cfg.sources)?.all(entity, &Progress::hidden()).await?)
 }
 
 /// The source's truth for `ids` (batched fetches through the configured sources).
@@ -137,12 +112,24 @@ pub async fn source_truth(
     ids: &[String],
     chunk: usize,
 ) -> Result<HashMap<String, Truth>, VerifyError> {
+    source_truth_with(sources, entity, ids, chunk, &Progress::hidden()).await
+}
+
+/// [`source_truth`], counting fetched ids on `progress`.
+pub async fn source_truth_with(
+    sources: &Sources,
+    entity: EntityKind,
+    ids: &[String],
+    chunk: usize,
+    progress: &Progress,
+) -> Result<HashMap<String, Truth>, VerifyError> {
     let mut out = HashMap::new();
     for part in ids.chunks(chunk.max(1)) {
         let reply = sources.fetch(entity, part).await.map_err(|e| VerifyError::Source(e.to_string()))?;
         out.extend(reply.found.into_iter().map(|f| (f.id, Some(f.version))));
         out.extend(reply.deleted.into_iter().map(|(id, _)| (id, None)));
         out.extend(reply.missing.into_iter().map(|id| (id, None)));
+        progress.inc(part.len() as u64);
     }
     Ok(out)
 }
@@ -152,39 +139,61 @@ pub async fn reconcile(
     cfg: &Config,
     held: &BTreeMap<EntityKind, HashMap<String, Held>>,
 ) -> Result<BTreeMap<EntityKind, EntityDrift>, VerifyError> {
+    reconcile_with(cfg, held, "", true).await
+}
+
+/// [`reconcile`] with progress on stderr per entity (ids listed, then versions fetched and
+/// compared), labelled with `sink`, unless `quiet`.
+pub async fn reconcile_with(
+    cfg: &Config,
+    held: &BTreeMap<EntityKind, HashMap<String, Held>>,
+    sink: &str,
+    quiet: bool,
+) -> Result<BTreeMap<EntityKind, EntityDrift>, VerifyError> {
     let sources = Sources::try_new(&cfg.sources)?;
+    let lister = SourceIds::new(&cfg.sources)?;
     let mut report = BTreeMap::new();
     for entity in EntityKind::ALL {
         let empty = HashMap::new();
         let held = held.get(&entity).unwrap_or(&empty);
-        let mut ids = list_source_ids(cfg, entity).await?;
+        let listing = Progress::stderr(format!("verify {sink} {entity}: source ids listed"), None, quiet);
+        let mut ids = lister.all(entity, &listing).await?;
         ids.extend(held.keys().cloned());
         ids.sort();
         ids.dedup();
-        let truth = source_truth(&sources, entity, &ids, cfg.enricher.max_ids_per_request).await?;
+        let fetching = Progress::stderr(format!("verify {sink} {entity}: versions fetched"), Some(ids.len() as u64), quiet);
+        let truth = source_truth_with(&sources, entity, &ids, cfg.enricher.max_ids_per_request, &fetching).await?;
         report.insert(entity, compare(&truth, held));
+        fetching.finish();
     }
     Ok(report)
 }
 
-/// Publishes one change event per drifted id to the enricher's input topics.
+/// Publishes one change event per drifted id to the enricher's input topics (UPDATE for
+/// missing and stale ids, DELETE for extra ones); returns how many the broker acknowledged.
 pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>) -> Result<usize, VerifyError> {
-    let producer = crate::kafka::Producer::try_new(&cfg.kafka, crate::metrics::Metrics::new())?;
-    let mut pending = Vec::new();
+    repair_with(cfg, drift, true).await
+}
+
+/// [`repair`] with progress on stderr unless `quiet`.
+pub async fn repair_with(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>, quiet: bool) -> Result<usize, VerifyError> {
+    let entities: Vec<EntityKind> = drift.iter().filter(|(_, d)| !d.drifted.is_empty()).map(|(e, _)| *e).collect();
+    if entities.is_empty() {
+        return Ok(0);
+    }
+    let mut publisher = Republisher::connect(cfg, "slate-verify", &entities).await?;
+    let total = drift.values().map(|d| d.drifted.len() as u64).sum();
+    let progress = Progress::stderr("verify: repair events published", Some(total), quiet);
+    publisher.set_progress(progress.clone());
     for (entity, d) in drift {
         for (id, kind) in &d.drifted {
             let t = if *kind == DriftKind::Extra { ChangeType::Delete } else { ChangeType::Update };
-            let mut event = ChangeEvent::new(t, *entity, id.clone(), crate::time::now_millis());
-            event.source = Some("slate-verify".into());
-            let topic = entity.changes_topic(&cfg.enricher.input_topic_prefix);
-            pending.push(producer.enqueue(&topic, id.as_bytes(), Some(&event.to_json()), None).await?);
+            publisher.publish(t, *entity, id).await?;
         }
     }
-    let n = pending.len();
-    for p in pending {
-        p.await?;
-    }
-    Ok(n)
+    publisher.flush().await?;
+    progress.finish();
+    Ok(publisher.published() as usize)
 }
 
 /// What the SQL sink holds: `id, version, deleted` of every row of each entity table.
@@ -223,6 +232,14 @@ fn sql_error(e: sqlx::Error) -> VerifyError {
 /// What the search sink holds: every document's `id` and `version` (deleted documents are
 /// gone from the index), paged with `search_after` on the `id` keyword.
 pub async fn held_search(cfg: &crate::config::SearchSinkConfig) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
+    held_search_with(cfg, true).await
+}
+
+/// [`held_search`] with progress on stderr (documents read per entity) unless `quiet`.
+pub async fn held_search_with(
+    cfg: &crate::config::SearchSinkConfig,
+    quiet: bool,
+) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
     let err = |message: String| VerifyError::Sink { sink: "search", message };
     let http = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| err(e.to_string()))?;
     // Bulk writes do not refresh; make every acknowledged write visible first.
@@ -234,6 +251,7 @@ pub async fn held_search(cfg: &crate::config::SearchSinkConfig) -> Result<BTreeM
     let mut out = BTreeMap::new();
     for entity in EntityKind::ALL {
         let index = format!("{}{}", cfg.index_prefix, entity.as_str());
+        let progress = Progress::stderr(format!("verify search {entity}: documents read"), None, quiet);
         let mut held = HashMap::new();
         let mut after: Option<serde_json::Value> = None;
         loop {
@@ -253,6 +271,7 @@ pub async fn held_search(cfg: &crate::config::SearchSinkConfig) -> Result<BTreeM
             let reply: serde_json::Value =
                 resp.error_for_status().map_err(|e| err(e.to_string()))?.json().await.map_err(|e| err(e.to_string()))?;
             let hits = reply["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            progress.inc(hits.len() as u64);
             for h in &hits {
                 if let (Some(id), Some(version)) = (h["_source"]["id"].as_str(), h["_source"]["version"].as_i64()) {
                     held.insert(id.to_string(), Held { version, deleted: false });
@@ -263,6 +282,7 @@ pub async fn held_search(cfg: &crate::config::SearchSinkConfig) -> Result<BTreeM
                 _ => break,
             }
         }
+        progress.finish();
         out.insert(entity, held);
     }
     Ok(out)

@@ -12,6 +12,7 @@ mod workload;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use worker::{Mode, WorkerResult, WorkerSpec};
@@ -42,9 +43,12 @@ pub struct EnrichBenchArgs {
     /// Repetitions; the report quotes medians.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Print the report as JSON instead of a table.
+    /// Print the report as JSON instead of a table (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// One mode's measurements, medians over the repetitions.
@@ -88,6 +92,8 @@ pub async fn run_enrich(
     let studio = crate::studio::server::start(&studio_cfg, Metrics::new()).await.map_err(|e| BenchError::Start("studio", e.to_string()))?;
     let keys = workload::Keys::new(&studio.studio, args.zipf, 7);
     let mut runs: Vec<(Mode, WorkerResult, workload::Freshness)> = Vec::new();
+    // Two phases (drain, steady) per mode per round.
+    let progress = Progress::stderr("bench enrich", Some(args.repeat as u64 * 6), args.quiet);
     for round in 0..args.repeat {
         for mode in [Mode::Raw, Mode::Naive, Mode::Slate] {
             let events = if mode == Mode::Naive { args.naive_events } else { args.events };
@@ -101,14 +107,19 @@ pub async fn run_enrich(
                 events,
                 timeout_secs: 600,
             };
-            eprintln!("[bench] round {}/{} {mode:?}: draining {events} events", round + 1, args.repeat);
+            let round_of = format!("bench enrich round {}/{} {}", round + 1, args.repeat, format!("{mode:?}").to_lowercase());
+            progress.set_label(format!("{round_of}: draining {events} events; phases done"));
             let drain = workload::drain(cfg, config_path, exe, spec("drain", events), &keys).await?;
+            progress.inc(1);
             let steady_events = (args.rate * args.steady_secs as f64).round() as u64;
-            eprintln!("[bench] round {}/{} {mode:?}: steady {} events/s for {}s", round + 1, args.repeat, args.rate, args.steady_secs);
+            progress.set_label(format!("{round_of}: steady {} events/s for {}s; phases done", args.rate, args.steady_secs));
             let fresh = workload::steady(cfg, config_path, exe, spec("steady", steady_events), &keys, args.rate).await?;
+            progress.inc(1);
             runs.push((mode, drain, fresh));
         }
     }
+    progress.set_label("bench enrich: phases done");
+    progress.finish();
     studio.shutdown().await;
     registry.stop().await;
     Ok([Mode::Slate, Mode::Naive, Mode::Raw].into_iter().map(|m| report::summarize(m, &runs)).collect())

@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod registry;
+mod replay;
 mod run;
 mod schema;
 mod studio;
@@ -49,6 +50,8 @@ pub enum Command {
     },
     /// Reconcile the sinks with the source of truth; exits 1 on drift.
     Verify(verify::VerifyArgs),
+    /// Re-publish one UPDATE change event per live id, so every sink re-materializes.
+    Replay(replay::ReplayArgs),
     /// Inspect the effective configuration.
     Config {
         #[command(subcommand)]
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema(args) => schema::run(cli.config.as_deref(), args).await,
         Command::Run { role } => run::run(cli.config.as_deref(), role).await,
         Command::Bench { bench } => bench::run(cli.config.as_deref(), bench).await,
+        Command::Replay(args) => replay::run(cli.config.as_deref(), args).await,
         Command::Verify(args) => {
             let code = verify::run(cli.config.as_deref(), args).await?;
             if code != 0 {

@@ -15,9 +15,12 @@ pub struct VerifyArgs {
     /// Re-publish a change event for every drifted id, so the pipeline heals it.
     #[arg(long)]
     pub repair: bool,
-    /// Print the report as JSON.
+    /// Print the report as JSON (stdout holds only the JSON; progress goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -32,7 +35,7 @@ pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result
     let config = load_config(config_path, Vec::new())?;
     let mut reports: BTreeMap<&str, BTreeMap<EntityKind, EntityDrift>> = BTreeMap::new();
     if matches!(args.sink, Which::All | Which::Sql) {
-        eprintln!("verify: reading the SQL sink ({})", config.sinks.sql.database_url.redacted());
+        say(args.quiet, &format!("verify: reading the SQL sink ({})", config.sinks.sql.database_url.redacted()));
         let url = &config.sinks.sql.database_url;
         let held = if config.sinks.sql.is_sqlite() {
             // Not created if missing: a wrong path fails instead of reporting every id missing.
@@ -42,14 +45,14 @@ pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result
             let pool = sqlx::PgPool::connect(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?;
             verify::held_sql(&pool).await?
         };
-        eprintln!("verify: comparing with the source of truth");
-        reports.insert("sql", verify::reconcile(&config, &held).await?);
+        say(args.quiet, "verify: comparing the SQL sink with the source of truth");
+        reports.insert("sql", verify::reconcile_with(&config, &held, "sql", args.quiet).await?);
     }
     if matches!(args.sink, Which::All | Which::Search) {
-        eprintln!("verify: reading the search sink ({})", config.sinks.search.url);
-        let held = verify::held_search(&config.sinks.search).await?;
-        eprintln!("verify: comparing with the source of truth");
-        reports.insert("search", verify::reconcile(&config, &held).await?);
+        say(args.quiet, &format!("verify: reading the search sink ({})", config.sinks.search.url));
+        let held = verify::held_search_with(&config.sinks.search, args.quiet).await?;
+        say(args.quiet, "verify: comparing the search sink with the source of truth");
+        reports.insert("search", verify::reconcile_with(&config, &held, "search", args.quiet).await?);
     }
     let drift: usize = reports.values().flat_map(|r| r.values()).map(EntityDrift::total).sum();
     if args.json {
@@ -70,10 +73,17 @@ pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result
                 }
             }
         }
-        let n = verify::repair(&config, &merged).await?;
+        let n = verify::repair_with(&config, &merged, args.quiet).await?;
         eprintln!("verify: re-published {n} change events; run verify again once the pipeline caught up");
     }
     Ok(if drift == 0 { 0 } else { 1 })
+}
+
+/// A stage message on stderr, unless `--quiet`.
+fn say(quiet: bool, message: &str) {
+    if !quiet {
+        eprintln!("{message}");
+    }
 }
 
 fn print_table(reports: &BTreeMap<&str, BTreeMap<EntityKind, EntityDrift>>) {
