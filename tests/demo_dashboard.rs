@@ -38,6 +38,7 @@ async fn demo_dashboard_in_chromium_then_clean_shutdown() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slate"))
         .args(["demo", "--listen", "127.0.0.1:0", "--productions", "12", "--mutations-per-sec", "10", "--data-dir"])
         .arg(&data_dir)
+        .args(["--search-url", &common::env("TEST_ES_URL")])
         .env("SLATE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -113,6 +114,15 @@ async fn demo_dashboard_in_chromium_then_clean_shutdown() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(history.last().expect("one event at least")["changeType"], "CREATE", "oldest event of {id} is its creation: {history:?}");
+
+    // Every stage moved data (the search sink too, on the test's Elasticsearch API) and nothing
+    // was dead-lettered: the demo's input is all valid.
+    let stats: serde_json::Value = client.get(format!("{base}/api/stats")).send().await.expect("stats").json().await.expect("stats JSON");
+    for stage in ["source changes", "enricher consumed", "enricher emitted", "sink sql", "sink audit", "sink search"] {
+        let row = stats["stages"].as_array().and_then(|a| a.iter().find(|s| s["stage"] == stage)).cloned();
+        assert!(row.as_ref().is_some_and(|r| r["total"].as_f64().is_some_and(|t| t > 0.0)), "stage {stage} moved nothing: {stats}");
+    }
+    assert_eq!(stats["dead_lettered"], serde_json::json!({}), "the demo dead-lettered something: {stats}");
 
     // SIGTERM: the demo drains, commits and says so, with exit status 0.
     let pid = demo.0.id().to_string();
