@@ -35,6 +35,11 @@ async fn demo_dashboard_in_chromium_then_clean_shutdown() {
     let (python, chromium, chromedriver) = (common::env("TEST_PYTHON"), common::env("TEST_CHROMIUM"), common::env("TEST_CHROMEDRIVER"));
     let run_dir = std::path::PathBuf::from(common::env("TEST_RUN_DIR"));
     let data_dir = run_dir.join(common::unique("demo-data"));
+    // What an earlier demo left (here: unreadable on purpose) is replaced; other files stay.
+    std::fs::create_dir_all(data_dir.join("audit/entity=production")).expect("data dir");
+    std::fs::write(data_dir.join("slate.db"), b"not a database").expect("old db");
+    std::fs::write(data_dir.join("audit/entity=production/old.parquet"), b"not parquet").expect("old audit file");
+    std::fs::write(data_dir.join("notes.txt"), b"mine").expect("user file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_slate"))
         .args(["demo", "--listen", "127.0.0.1:0", "--productions", "12", "--mutations-per-sec", "10", "--data-dir"])
         .arg(&data_dir)
@@ -139,4 +144,23 @@ async fn demo_dashboard_in_chromium_then_clean_shutdown() {
     let status = demo.0.wait().expect("demo exits");
     assert!(status.success(), "demo exit status {status}");
     assert!(data_dir.join("slate.db").exists(), "SQLite database kept in the data directory");
+    assert!(!data_dir.join("audit/entity=production/old.parquet").exists(), "the previous run's audit tree was replaced");
+    assert_eq!(std::fs::read(data_dir.join("notes.txt")).expect("user file kept"), b"mine");
+}
+
+#[test]
+fn demo_refuses_a_taken_port_before_starting_anything() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let data_dir = std::path::PathBuf::from(common::env("TEST_RUN_DIR")).join(common::unique("demo-port"));
+    let out = Command::new(env!("CARGO_BIN_EXE_slate"))
+        .args(["demo", "--listen", &addr, "--data-dir"])
+        .arg(&data_dir)
+        .env("SLATE_LOG", "warn")
+        .output()
+        .expect("slate demo runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "demo started on a taken port");
+    assert!(stderr.contains(&format!("cannot bind the dashboard on {addr}")), "error does not name the address: {stderr}");
+    assert!(!data_dir.exists(), "nothing was created before the port check");
 }

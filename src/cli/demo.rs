@@ -11,7 +11,9 @@ pub struct DemoArgs {
     /// Dashboard and analyst API listener (loopback by default; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Where the SQLite database and the Parquet audit tree are written.
+    /// Where the SQLite database and the Parquet audit tree are written. A previous demo's
+    /// `slate.db` and `audit/` there are removed at start (the in-memory source starts over);
+    /// they stay after exit for inspection.
     #[arg(long, default_value = "slate-demo")]
     pub data_dir: PathBuf,
     /// Also run the search sink against this Elasticsearch / OpenSearch URL.

@@ -9,6 +9,12 @@
 //! `slate run …` start separately; the demo only wires them to each other and shares one metrics
 //! registry, so the dashboard sees every stage.
 //!
+//! **Data directory.** The broker and the studio live in memory, so every start is a new world
+//! whose versions begin at 1 again; rows a previous run left in the SQLite database would carry
+//! higher versions and the sinks' version guard would (rightly) refuse every new write as stale.
+//! So a start first removes what an earlier demo wrote there (`slate.db*` and `audit/`), and
+//! nothing else in the directory.
+//!
 //! Shutdown ([`Demo::shutdown`]) runs downstream-last: the studio stops mutating, the enricher
 //! drains and commits, the sinks finish their batch and commit, then the servers stop. The data
 //! directory (SQLite database, Parquet tree) stays for inspection; the broker's topics do not
@@ -51,7 +57,7 @@ pub struct DemoOptions {
 pub enum DemoError {
     #[error("config: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot prepare the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("embedded broker: {0}")]
     Broker(#[from] rdkafka::error::KafkaError),
@@ -130,7 +136,13 @@ pub fn topics(cfg: &Config) -> Vec<String> {
 
 impl Demo {
     pub async fn start(opts: &DemoOptions, broker: &EmbeddedBroker) -> Result<Demo, DemoError> {
-        std::fs::create_dir_all(&opts.data_dir).map_err(|source| DemoError::DataDir { path: opts.data_dir.clone(), source })?;
+        // Bound first, so a taken port fails before anything else starts.
+        let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Bind {
+            what: "the dashboard on",
+            addr: opts.listen,
+            source,
+        })?;
+        reset_data_dir(&opts.data_dir)?;
         let cancel = CancellationToken::new();
         let mut servers = Vec::new();
         let metrics = Metrics::new();
@@ -175,11 +187,6 @@ impl Demo {
         let dashboard = Dashboard::new(metrics.clone());
         servers.push(dashboard.spawn_sampler(cancel.clone()));
         let app = crate::dashboard::router(dashboard).merge(crate::analyst::router(analyst)).merge(launch::router(control));
-        let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Bind {
-            what: "the dashboard on",
-            addr: opts.listen,
-            source,
-        })?;
         let dashboard_addr = listener.local_addr().expect("bound");
         let c = cancel.clone();
         servers.push(tokio::spawn(async move {
@@ -223,6 +230,27 @@ impl Demo {
             let _ = s.await;
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Creates `dir` and removes what an earlier demo wrote there (see the module doc).
+fn reset_data_dir(dir: &std::path::Path) -> Result<(), DemoError> {
+    let fail = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| DemoError::DataDir { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(fail(dir))?;
+    for name in ["slate.db", "slate.db-wal", "slate.db-shm", "slate.db-journal"] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(&path)(e)),
+            _ => {}
+        }
+    }
+    let audit = dir.join("audit");
+    match std::fs::remove_dir_all(&audit) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(&audit)(e)),
+        _ => Ok(()),
     }
 }
 
