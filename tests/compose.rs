@@ -82,6 +82,14 @@ const ROLES: &[Role] = &[
         must_publish: &["api.listen"],
         connects: &["api.database_url"],
     },
+    Role {
+        service: "dashboard",
+        command: &["run", "dashboard"],
+        listens: &["dashboard.listen"],
+        publishable: &["dashboard.listen"],
+        must_publish: &["dashboard.listen"],
+        connects: &["dashboard.metrics_urls"],
+    },
 ];
 
 /// The third-party services and the image each must run.
@@ -218,6 +226,10 @@ fn get(cfg: &toml::Table, key: &str) -> Option<String> {
     for p in parts {
         v = v.as_table()?.get(p)?;
     }
+    if let Some(list) = v.as_array() {
+        // A list of URLs (dashboard.metrics_urls): comma-joined, as `endpoints` reads it.
+        return Some(list.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(","));
+    }
     Some(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
 }
 
@@ -231,6 +243,9 @@ fn endpoints(key: &str, value: &str) -> Result<Vec<(String, u16)>, String> {
                 Ok((h.to_string(), p.parse().map_err(|_| format!("{key}: bad port in '{hp}'"))?))
             })
             .collect();
+    }
+    if key == "dashboard.metrics_urls" {
+        return value.split(',').map(|u| endpoints("url", u.trim())).collect::<Result<Vec<_>, _>>().map(|v| v.concat());
     }
     let url = reqwest::Url::parse(value).map_err(|e| format!("{key}: '{value}' is not a URL ({e})"))?;
     let host = url.host_str().ok_or_else(|| format!("{key}: '{value}' has no host"))?.to_string();

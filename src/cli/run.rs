@@ -18,6 +18,8 @@ pub enum Role {
     },
     /// Serve the analyst GraphQL API over the SQL sink's database and the audit tree (`[api]`).
     Api,
+    /// Serve the live dashboard over the roles' `/metrics` (`[dashboard]`).
+    Dashboard,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -74,7 +76,23 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
             outcome.context("sink stopped")
         }
         Role::Api => serve_api(&config).await,
+        Role::Dashboard => serve_dashboard(&config.dashboard).await,
     }
+}
+
+/// Scrapes `dashboard.metrics_urls` every second and serves the page on `dashboard.listen`
+/// until Ctrl-C/SIGTERM. Roles that are down are shown as down; the dashboard keeps running.
+async fn serve_dashboard(cfg: &crate::config::DashboardConfig) -> anyhow::Result<()> {
+    let dashboard = crate::dashboard::Dashboard::remote(cfg)?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot bind dashboard.listen {}", cfg.listen))?;
+    println!("dashboard: http://{}/ (scraping {} endpoint(s))", listener.local_addr()?, cfg.metrics_urls.len());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sampler = dashboard.spawn_sampler(cancel.clone());
+    let served = axum::serve(listener, crate::dashboard::router(dashboard)).with_graceful_shutdown(shutdown_signal()).await;
+    cancel.cancel();
+    let _ = sampler.await;
+    served.context("dashboard server failed")
 }
 
 /// Connects (waiting out a database that is not up yet, with the sinks' backoff), then serves

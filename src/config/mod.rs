@@ -11,6 +11,7 @@
 //! `SLATE_CONFIG` (the config file path) and `SLATE_LOG` (log filter) are not overrides.
 
 mod api;
+mod dashboard;
 mod enrich;
 mod secret;
 mod sections;
@@ -18,6 +19,7 @@ mod sinks;
 mod studio;
 
 pub use api::ApiConfig;
+pub use dashboard::DashboardConfig;
 pub use enrich::*;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
@@ -53,6 +55,7 @@ pub struct Config {
     pub sources: SourcesConfig,
     pub sinks: SinksConfig,
     pub api: ApiConfig,
+    pub dashboard: DashboardConfig,
 }
 
 /// Where one override came from, to name it in errors.
@@ -100,7 +103,8 @@ impl Config {
         self.enricher.validate()?;
         self.sources.validate()?;
         self.sinks.validate()?;
-        self.api.validate()
+        self.api.validate()?;
+        self.dashboard.validate()
     }
 
     /// The effective config as TOML, secrets redacted: what `slate config show` prints.

@@ -1,6 +1,12 @@
 //! The live dashboard: one HTML page (`/`, no build step, no external assets) polling
-//! `/api/stats`, which turns the process's metrics into per-stage throughput, consumer lag,
+//! `/api/stats`, which turns Prometheus metrics into per-stage throughput, consumer lag,
 //! freshness p50/p99 per stage, dead letters and retries over a sliding window.
+//!
+//! Two sources, one page: the demo reads its own process's metrics ([`Dashboard::local`]);
+//! `slate run dashboard` scrapes the `/metrics` of separately deployed roles
+//! ([`Dashboard::remote`]) and adds them up, so replicas of a role sum into one row. A role that
+//! does not answer is listed as down with the error (its numbers then drop out of the totals
+//! until it is back, rather than the page silently showing less).
 //!
 //! A sampler task snapshots the metrics once a second ([`SAMPLE_EVERY`]) whether or not anyone
 //! is looking, so rates do not depend on how many browsers poll. The page also drives the demo's
@@ -10,12 +16,14 @@
 pub mod scrape;
 pub mod stats;
 
+use crate::config::DashboardConfig;
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -25,25 +33,110 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 const PAGE: &str = include_str!("page.html");
 
-pub struct Dashboard {
-    metrics: Metrics,
-    history: Mutex<stats::History>,
+enum Source {
+    Local(Box<Metrics>),
+    Remote { client: reqwest::Client, urls: Vec<String> },
 }
 
+/// One scraped endpoint and how its last scrape went.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Target {
+    pub url: String,
+    pub up: bool,
+    pub error: Option<String>,
+}
+
+/// Where the page's header links point (`None`: not served here).
+#[derive(Debug, Clone, Serialize)]
+pub struct Links {
+    pub analyst: Option<String>,
+    pub metrics: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Response {
+    #[serde(flatten)]
+    pub stats: stats::Stats,
+    /// Scraped endpoints (empty when the dashboard reads its own process).
+    pub targets: Vec<Target>,
+    pub links: Links,
+}
+
+pub struct Dashboard {
+    source: Source,
+    links: Links,
+    history: Mutex<stats::History>,
+    targets: Mutex<Vec<Target>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the scrape client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
 impl Dashboard {
-    pub fn new(metrics: Metrics) -> Arc<Self> {
-        let d = Arc::new(Self { metrics, history: Mutex::new(stats::History::default()) });
-        d.sample();
+    /// Over this process's metrics; the analyst API is served alongside at `/graphql`.
+    pub fn local(metrics: Metrics) -> Arc<Self> {
+        let links = Links { analyst: Some("/graphql".into()), metrics: Some("/metrics".into()) };
+        let d = Self::new(Source::Local(Box::new(metrics)), links);
+        d.history.lock().expect("history lock poisoned").push(Instant::now(), &d.local_text());
         d
     }
 
-    fn sample(&self) {
-        let text = self.metrics.encode();
+    /// Over the configured roles' `/metrics`; call [`Dashboard::spawn_sampler`] to start.
+    pub fn remote(cfg: &DashboardConfig) -> Result<Arc<Self>, ClientError> {
+        let client = reqwest::Client::builder().timeout(cfg.scrape_timeout).build()?;
+        let links = Links { analyst: cfg.analyst_url.clone(), metrics: None };
+        Ok(Self::new(Source::Remote { client, urls: cfg.metrics_urls.clone() }, links))
+    }
+
+    fn new(source: Source, links: Links) -> Arc<Self> {
+        Arc::new(Self { source, links, history: Mutex::new(stats::History::default()), targets: Mutex::new(Vec::new()) })
+    }
+
+    fn local_text(&self) -> String {
+        match &self.source {
+            Source::Local(m) => m.encode(),
+            Source::Remote { .. } => String::new(),
+        }
+    }
+
+    /// One snapshot: this process's metrics, or every endpoint scraped concurrently.
+    pub async fn sample(&self) {
+        let text = match &self.source {
+            Source::Local(m) => m.encode(),
+            Source::Remote { client, urls } => {
+                let mut tasks = tokio::task::JoinSet::new();
+                for (i, url) in urls.iter().enumerate() {
+                    let (client, url) = (client.clone(), url.clone());
+                    tasks.spawn(async move { (i, scrape_one(&client, &url).await) });
+                }
+                let mut results = vec![Err("not scraped".to_string()); urls.len()];
+                while let Some(Ok((i, r))) = tasks.join_next().await {
+                    results[i] = r;
+                }
+                let mut text = String::new();
+                let mut targets = Vec::with_capacity(urls.len());
+                for (url, r) in urls.iter().zip(results) {
+                    match r {
+                        Ok(body) => {
+                            text.push_str(&body);
+                            text.push('\n');
+                            targets.push(Target { url: url.clone(), up: true, error: None });
+                        }
+                        Err(e) => targets.push(Target { url: url.clone(), up: false, error: Some(e) }),
+                    }
+                }
+                *self.targets.lock().expect("targets lock poisoned") = targets;
+                text
+            }
+        };
         self.history.lock().expect("history lock poisoned").push(Instant::now(), &text);
     }
 
-    pub fn stats(&self) -> Option<stats::Stats> {
-        self.history.lock().expect("history lock poisoned").stats()
+    pub fn stats(&self) -> Option<Response> {
+        let stats = self.history.lock().expect("history lock poisoned").stats()?;
+        let targets = self.targets.lock().expect("targets lock poisoned").clone();
+        Some(Response { stats, targets, links: self.links.clone() })
     }
 
     /// Samples every [`SAMPLE_EVERY`] until `cancel`.
@@ -54,7 +147,7 @@ impl Dashboard {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => d.sample(),
+                    _ = tick.tick() => d.sample().await,
                     _ = cancel.cancelled() => return,
                 }
             }
@@ -62,13 +155,28 @@ impl Dashboard {
     }
 }
 
-/// `/` (the page), `/api/stats` (JSON) and `/metrics` (Prometheus text of this process).
+/// Metrics bodies are small (a few hundred series); anything larger is not a slate endpoint.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+async fn scrape_one(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    if body.len() > MAX_BODY {
+        return Err(format!("body of {} bytes is not a slate /metrics page", body.len()));
+    }
+    Ok(body)
+}
+
+/// `/` (the page), `/api/stats` (JSON), and `/metrics` (this process's, local mode only).
 pub fn router(dashboard: Arc<Dashboard>) -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route("/api/stats", get(stats_json))
-        .route("/metrics", get(metrics_text))
-        .with_state(dashboard)
+    let mut r = Router::new().route("/", get(|| async { Html(PAGE) })).route("/api/stats", get(stats_json));
+    if matches!(dashboard.source, Source::Local(_)) {
+        r = r.route("/metrics", get(metrics_text));
+    }
+    r.with_state(dashboard)
 }
 
 async fn stats_json(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
@@ -79,5 +187,5 @@ async fn stats_json(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], d.metrics.encode())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], d.local_text())
 }

@@ -96,6 +96,14 @@ pub fn buckets<'a>(samples: &'a [Sample], name: &str, filter: impl Fn(&Sample) -
         })
         .collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Series of several processes (replicas, or one label set per sink) add up per bound.
+    out.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
     out
 }
 
@@ -141,6 +149,12 @@ mod tests {
         let b = buckets(&samples, "slate_sink_freshness_seconds", |s| s.label("sink") == Some("sql"));
         assert!(b.len() > 2, "{b:?}");
         assert_eq!(b.last().unwrap(), &(f64::INFINITY, 1.0));
+    }
+
+    #[test]
+    fn buckets_of_several_processes_add_up_per_bound() {
+        let text = "h_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 3\nh_bucket{le=\"1\"} 5\nh_bucket{le=\"+Inf\"} 5\n";
+        assert_eq!(buckets(&parse(text), "h", |_| true), vec![(1.0, 7.0), (f64::INFINITY, 8.0)]);
     }
 
     #[test]

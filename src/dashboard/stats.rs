@@ -154,7 +154,8 @@ fn freshness_of(stage: &str, now: &[Sample], then: Option<&[Sample]>, name: &str
         let earlier = scrape::buckets(then, name, &filter);
         if earlier.len() == current.len() {
             for (w, e) in window.iter_mut().zip(&earlier) {
-                w.1 -= e.1;
+                // A restarted process starts its counts over: never a negative count.
+                w.1 = (w.1 - e.1).max(0.0);
             }
         }
     }

@@ -184,7 +184,7 @@ impl Demo {
         }
 
         let analyst = crate::analyst::Analyst::connect(&cfg).await?;
-        let dashboard = Dashboard::new(metrics.clone());
+        let dashboard = Dashboard::local(metrics.clone());
         servers.push(dashboard.spawn_sampler(cancel.clone()));
         let app = crate::dashboard::router(dashboard).merge(crate::analyst::router(analyst)).merge(launch::router(control));
         let dashboard_addr = listener.local_addr().expect("bound");
