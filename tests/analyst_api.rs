@@ -135,7 +135,7 @@ async fn sqlite_numbers_match_the_seeded_data() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_numbers_match_the_seeded_data() {
-    with_pg(|url| async move {
+    with_pg_database("slate_api", |url| async move {
         let sink = SqlSink::connect(&sql_config(&url)).await.expect("postgres sink");
         seed_core(&sink).await;
         sink.refresh_views().await.expect("refresh the materialized view");
@@ -340,7 +340,7 @@ async fn connect_names_missing_tables_and_unreachable_databases() {
     let err = Analyst::connect(&api_config(&empty.sqlite_url(), &audit.0, &[])).await.err().expect("no tables");
     assert!(matches!(err, AnalystError::NoTables { .. }), "{err}");
 
-    with_pg(|url| async move {
+    with_pg_database("slate_api", |url| async move {
         let err =
             Analyst::connect(&api_config(&url, std::path::Path::new("unused"), &[])).await.err().expect("no tables in a new database");
         assert!(err.to_string().starts_with("no SQL sink tables in postgres"), "{err}");

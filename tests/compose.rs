@@ -11,15 +11,11 @@
 //! Run through `tests/run` (it provides `TEST_PYTHON`, a venv with PyYAML).
 
 mod common;
+mod compose_support;
 
-use serde::Deserialize;
+use compose_support::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const COMPOSE: &str = "docker/compose.yaml";
-const DOCKERFILE: &str = "docker/Dockerfile";
 
 /// A slate role the compose file must run: its service, its command (after the image's
 /// `ENTRYPOINT ["slate"]`), the listeners it opens, which of them may be published (and which
@@ -100,157 +96,8 @@ const INFRA: &[(&str, &str)] = &[
     ("opensearch", "opensearchproject/opensearch:"),
 ];
 
-#[derive(Debug, Clone, Deserialize)]
-struct Compose {
-    volumes: Vec<String>,
-    services: BTreeMap<String, Service>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Service {
-    image: Option<String>,
-    build: Option<Build>,
-    command: Option<Vec<String>>,
-    command_form: Option<String>,
-    entrypoint: Option<Vec<String>>,
-    environment: BTreeMap<String, Option<String>>,
-    env_file: Vec<serde_json::Value>,
-    ports: Vec<Port>,
-    expose: Vec<u16>,
-    depends_on: BTreeMap<String, String>,
-    healthcheck: bool,
-    volumes: Vec<Volume>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Build {
-    dockerfile_path: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-struct Port {
-    host_ip: Option<String>,
-    published: Option<String>,
-    target: u16,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-struct Volume {
-    source: Option<String>,
-    target: String,
-    read_only: bool,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs the parser on `path`: the compose file as JSON, or the parser's error.
-fn parse(path: &Path) -> Result<Compose, String> {
-    let out = Command::new(common::env("TEST_PYTHON"))
-        .arg(root().join("tests/py/compose_env.py"))
-        .arg(path)
-        .output()
-        .expect("TEST_PYTHON starts");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("compose_env.py printed bad JSON ({e})")))
-}
-
-fn compose() -> Compose {
-    parse(&root().join(COMPOSE)).unwrap_or_else(|e| panic!("cannot read {COMPOSE}: {e}"))
-}
-
 fn role(service: &str) -> Option<&'static Role> {
     ROLES.iter().find(|r| r.service == service)
-}
-
-/// Whether a service is built from the slate Dockerfile.
-fn is_slate(s: &Service) -> bool {
-    let ours = root().join(DOCKERFILE).canonicalize().expect("docker/Dockerfile exists");
-    s.build.as_ref().is_some_and(|b| b.dockerfile_path.canonicalize().is_ok_and(|p| p == ours))
-}
-
-fn slate_services(c: &Compose) -> Vec<(&String, &Service)> {
-    c.services.iter().filter(|(_, s)| is_slate(s)).collect()
-}
-
-/// A service's environment; a bare `KEY` (passed through from the host) is not allowed.
-fn env_of(name: &str, s: &Service) -> BTreeMap<String, String> {
-    s.environment
-        .iter()
-        .map(|(k, v)| {
-            let v = v.clone().unwrap_or_else(|| panic!("services.{name}: {k} has no value; set it in the file"));
-            (k.clone(), v)
-        })
-        .collect()
-}
-
-/// The binary with exactly `env` (and PATH), as in the container; outside the repository.
-fn slate(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slate"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env)
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("slate runs")
-}
-
-fn config_check(env: &BTreeMap<String, String>) -> Result<(), String> {
-    let out = slate(env, &["config", "check"]);
-    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
-}
-
-/// `slate config show` (file + env + defaults, secrets redacted) of every slate service whose
-/// config is valid (the others fail `config check`, and [`problems`] names them).
-fn effective(c: &Compose) -> BTreeMap<String, toml::Table> {
-    slate_services(c)
-        .into_iter()
-        .filter_map(|(name, s)| {
-            let out = slate(&env_of(name, s), &["config", "show"]);
-            let text = String::from_utf8(out.stdout).expect("utf-8");
-            out.status
-                .success()
-                .then(|| (name.clone(), text.parse::<toml::Table>().unwrap_or_else(|e| panic!("config show of {name} is not TOML: {e}"))))
-        })
-        .collect()
-}
-
-/// A dotted key of an effective config, as a string (absent: unset optional key).
-fn get(cfg: &toml::Table, key: &str) -> Option<String> {
-    let mut parts = key.split('.');
-    let mut v = cfg.get(parts.next()?)?;
-    for p in parts {
-        v = v.as_table()?.get(p)?;
-    }
-    if let Some(list) = v.as_array() {
-        // A list of URLs (dashboard.metrics_urls): comma-joined, as `endpoints` reads it.
-        return Some(list.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(","));
-    }
-    Some(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-}
-
-/// (host, port) pairs a connection setting names: a `host:port` list or a URL.
-fn endpoints(key: &str, value: &str) -> Result<Vec<(String, u16)>, String> {
-    if key == "kafka.bootstrap_servers" {
-        return value
-            .split(',')
-            .map(|hp| {
-                let (h, p) = hp.trim().rsplit_once(':').ok_or_else(|| format!("{key}: '{hp}' is not host:port"))?;
-                Ok((h.to_string(), p.parse().map_err(|_| format!("{key}: bad port in '{hp}'"))?))
-            })
-            .collect();
-    }
-    if key == "dashboard.metrics_urls" {
-        return value.split(',').map(|u| endpoints("url", u.trim())).collect::<Result<Vec<_>, _>>().map(|v| v.concat());
-    }
-    let url = reqwest::Url::parse(value).map_err(|e| format!("{key}: '{value}' is not a URL ({e})"))?;
-    let host = url.host_str().ok_or_else(|| format!("{key}: '{value}' has no host"))?.to_string();
-    let port = url.port_or_known_default().or(matches!(url.scheme(), "postgres" | "postgresql").then_some(5432));
-    Ok(vec![(host, port.ok_or_else(|| format!("{key}: '{value}' has no port"))?)])
 }
 
 /// The ports a service listens on inside the compose network.

@@ -16,31 +16,11 @@ use slate::metrics::Metrics;
 use slate::sink::sql::SqlSink;
 use slate::sink::{Sink, SinkError, SinkRecord, WriteOutcome};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Runs `scenario` with the url of a fresh database, then drops it (also when the scenario panics).
-async fn with_db<F, Fut>(scenario: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let admin_url = env("TEST_DATABASE_URL");
-    let name = format!("slate_sql_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
-    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
-    let mut url = reqwest::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a url");
-    url.set_path(&name);
-    let outcome = tokio::spawn(scenario(url.to_string())).await;
-    admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.expect("drop test database");
-    if let Err(failure) = outcome {
-        std::panic::resume_unwind(failure.into_panic());
-    }
-}
 
 fn sql_config(url: &str, refresh: Duration) -> SqlSinkConfig {
     SqlSinkConfig { database_url: SecretUrl::new(url), max_connections: 4, refresh_interval: refresh }
@@ -63,7 +43,7 @@ async fn payment_row(pool: &PgPool, id: &str) -> (i64, bool, Option<i64>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
-    with_db(|url| async move {
+    with_pg_database("slate_sql", |url| async move {
         let sink = SqlSink::connect(&sql_config(&url, Duration::ZERO)).await.expect("connect");
         SqlSink::migrate(sink.pool()).await.expect("migrations are applied once, a second run is a no-op");
         let pool = sink.pool().clone();
@@ -118,7 +98,7 @@ async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_records_are_rejected_without_failing_the_batch() {
-    with_db(|url| async move {
+    with_pg_database("slate_sql", |url| async move {
         let sink = SqlSink::connect(&sql_config(&url, Duration::ZERO)).await.expect("connect");
         let mut bad_date = payment("pay-2", 1, "prod-1", 10, "PAID", "USD");
         bad_date.value.as_mut().unwrap()["due_date"] = json!("2027-02-30");
@@ -159,7 +139,7 @@ async fn invalid_records_are_rejected_without_failing_the_batch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn views_answer_budget_vs_actuals_cash_flow_and_over_budget() {
-    with_db(|url| async move {
+    with_pg_database("slate_sql", |url| async move {
         // A short refresh interval: the background refresher must make the data visible.
         let sink = SqlSink::connect(&sql_config(&url, Duration::from_millis(200))).await.expect("connect");
         let pool = sink.pool().clone();
@@ -312,7 +292,7 @@ impl Drop for FlakyProxy {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn database_outage_is_unavailable_then_the_same_batch_succeeds() {
-    with_db(|url| async move {
+    with_pg_database("slate_sql", |url| async move {
         let direct = reqwest::Url::parse(&url).unwrap();
         let proxy = FlakyProxy::start(format!("{}:{}", direct.host_str().unwrap(), direct.port().unwrap_or(5432))).await;
         let mut proxied = direct.clone();
@@ -393,7 +373,7 @@ async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn end_to_end_converges_after_a_crash_and_a_replay_changes_nothing() {
-    with_db(|url| async move {
+    with_pg_database("slate_sql", |url| async move {
         let registry = TestRegistry::start().await;
         let mut cfg = pipeline_config(
             &registry.url,

@@ -2,15 +2,13 @@
 //! on a loopback port, GraphQL over HTTP with reqwest.
 #![allow(dead_code)]
 
-use crate::common::{env, ov, unique};
+use crate::common::{ov, unique};
 use crate::sink_support::*;
 use serde_json::{Value as Json, json};
 use slate::analyst::{Analyst, router};
 use slate::config::{Config, Override};
 use slate::event::EntityKind;
 use slate::sink::{Sink, SinkRecord};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
-use std::future::Future;
 use std::path::PathBuf;
 
 /// A path in the temp dir (a SQLite file or an audit tree), removed when dropped, also on panic.
@@ -32,26 +30,6 @@ impl Drop for TempPath {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
         }
-    }
-}
-
-/// Runs `scenario` with the url of a fresh PostgreSQL database on `TEST_DATABASE_URL`, then
-/// drops it (also when the scenario panics).
-pub async fn with_pg<F, Fut>(scenario: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let admin_url = env("TEST_DATABASE_URL");
-    let name = format!("slate_api_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
-    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
-    let mut url = reqwest::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a url");
-    url.set_path(&name);
-    let outcome = tokio::spawn(scenario(url.to_string())).await;
-    admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.expect("drop test database");
-    if let Err(failure) = outcome {
-        std::panic::resume_unwind(failure.into_panic());
     }
 }
 

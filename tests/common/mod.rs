@@ -161,3 +161,24 @@ impl TestRegistry {
         let _ = self.task.await;
     }
 }
+
+/// Runs `scenario` with the url of a fresh PostgreSQL database (named `<prefix>_<random>`) on
+/// `TEST_DATABASE_URL`, then drops it, also when the scenario panics.
+pub async fn with_pg_database<F, Fut>(prefix: &str, scenario: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+    let admin_url = env("TEST_DATABASE_URL");
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
+    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
+    let mut url = reqwest::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a url");
+    url.set_path(&name);
+    let outcome = tokio::spawn(scenario(url.to_string())).await;
+    admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.expect("drop test database");
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
