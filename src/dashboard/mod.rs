@@ -74,12 +74,11 @@ pub struct Dashboard {
 pub struct ClientError(#[from] reqwest::Error);
 
 impl Dashboard {
-    /// Over this process's metrics; the analyst API is served alongside at `/graphql`.
+    /// Over this process's metrics; the analyst API is served alongside at `/graphql`. Call
+    /// [`Dashboard::spawn_sampler`] to start (its first sample is immediate).
     pub fn local(metrics: Metrics) -> Arc<Self> {
         let links = Links { analyst: Some("/graphql".into()), metrics: Some("/metrics".into()) };
-        let d = Self::new(Source::Local(Box::new(metrics)), links);
-        d.history.lock().expect("history lock poisoned").push(Instant::now(), &d.local_text());
-        d
+        Self::new(Source::Local(Box::new(metrics)), links)
     }
 
     /// Over the configured roles' `/metrics`; call [`Dashboard::spawn_sampler`] to start.
