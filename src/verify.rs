@@ -100,23 +100,9 @@ pub fn compare(truth: &HashMap<String, Truth>, held: &HashMap<String, Held>) -> 
     d
 }
 
-/// Live ids of `entity` at the studio, through its GraphQL `ids` listing.
-pub async fn list_source_ids(cfg: &Config, entity: EntityKind) -> Result<Vec<String>, VerifyError> {
-    Ok(SourceIds::new(&cfg.sources)?.all(entity, &Progress::hidden()).await?)
-}
-
-/// The source's truth for `ids` (batched fetches through the configured sources).
+/// The source's truth for `ids` (batched fetches through the configured sources), counting
+/// fetched ids on `progress`.
 pub async fn source_truth(
-    sources: &Sources,
-    entity: EntityKind,
-    ids: &[String],
-    chunk: usize,
-) -> Result<HashMap<String, Truth>, VerifyError> {
-    source_truth_with(sources, entity, ids, chunk, &Progress::hidden()).await
-}
-
-/// [`source_truth`], counting fetched ids on `progress`.
-pub async fn source_truth_with(
     sources: &Sources,
     entity: EntityKind,
     ids: &[String],
@@ -134,17 +120,10 @@ pub async fn source_truth_with(
     Ok(out)
 }
 
-/// Reconciles one sink's contents (`held`, per entity) with the source.
+/// Reconciles one sink's contents (`held`, per entity) with the source, with progress on stderr
+/// per entity (ids listed, then versions fetched and compared), labelled with `sink`, unless
+/// `quiet`.
 pub async fn reconcile(
-    cfg: &Config,
-    held: &BTreeMap<EntityKind, HashMap<String, Held>>,
-) -> Result<BTreeMap<EntityKind, EntityDrift>, VerifyError> {
-    reconcile_with(cfg, held, "", true).await
-}
-
-/// [`reconcile`] with progress on stderr per entity (ids listed, then versions fetched and
-/// compared), labelled with `sink`, unless `quiet`.
-pub async fn reconcile_with(
     cfg: &Config,
     held: &BTreeMap<EntityKind, HashMap<String, Held>>,
     sink: &str,
@@ -162,7 +141,7 @@ pub async fn reconcile_with(
         ids.sort();
         ids.dedup();
         let fetching = Progress::stderr(format!("verify {sink} {entity}: versions fetched"), Some(ids.len() as u64), quiet);
-        let truth = source_truth_with(&sources, entity, &ids, cfg.enricher.max_ids_per_request, &fetching).await?;
+        let truth = source_truth(&sources, entity, &ids, cfg.enricher.max_ids_per_request, &fetching).await?;
         report.insert(entity, compare(&truth, held));
         fetching.finish();
     }
@@ -171,12 +150,8 @@ pub async fn reconcile_with(
 
 /// Publishes one change event per drifted id to the enricher's input topics (UPDATE for
 /// missing and stale ids, DELETE for extra ones); returns how many the broker acknowledged.
-pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>) -> Result<usize, VerifyError> {
-    repair_with(cfg, drift, true).await
-}
-
-/// [`repair`] with progress on stderr unless `quiet`.
-pub async fn repair_with(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>, quiet: bool) -> Result<usize, VerifyError> {
+/// Progress on stderr unless `quiet`.
+pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>, quiet: bool) -> Result<usize, VerifyError> {
     let entities: Vec<EntityKind> = drift.iter().filter(|(_, d)| !d.drifted.is_empty()).map(|(e, _)| *e).collect();
     if entities.is_empty() {
         return Ok(0);
@@ -231,12 +206,8 @@ fn sql_error(e: sqlx::Error) -> VerifyError {
 
 /// What the search sink holds: every document's `id` and `version` (deleted documents are
 /// gone from the index), paged with `search_after` on the `id` keyword.
-pub async fn held_search(cfg: &crate::config::SearchSinkConfig) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
-    held_search_with(cfg, true).await
-}
-
-/// [`held_search`] with progress on stderr (documents read per entity) unless `quiet`.
-pub async fn held_search_with(
+/// Progress on stderr (documents read per entity) unless `quiet`.
+pub async fn held_search(
     cfg: &crate::config::SearchSinkConfig,
     quiet: bool,
 ) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {

@@ -46,13 +46,13 @@ pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result
             verify::held_sql(&pool).await?
         };
         say(args.quiet, "verify: comparing the SQL sink with the source of truth");
-        reports.insert("sql", verify::reconcile_with(&config, &held, "sql", args.quiet).await?);
+        reports.insert("sql", verify::reconcile(&config, &held, "sql", args.quiet).await?);
     }
     if matches!(args.sink, Which::All | Which::Search) {
         say(args.quiet, &format!("verify: reading the search sink ({})", config.sinks.search.url));
-        let held = verify::held_search_with(&config.sinks.search, args.quiet).await?;
+        let held = verify::held_search(&config.sinks.search, args.quiet).await?;
         say(args.quiet, "verify: comparing the search sink with the source of truth");
-        reports.insert("search", verify::reconcile_with(&config, &held, "search", args.quiet).await?);
+        reports.insert("search", verify::reconcile(&config, &held, "search", args.quiet).await?);
     }
     let drift: usize = reports.values().flat_map(|r| r.values()).map(EntityDrift::total).sum();
     if args.json {
@@ -73,7 +73,7 @@ pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result
                 }
             }
         }
-        let n = verify::repair_with(&config, &merged, args.quiet).await?;
+        let n = verify::repair(&config, &merged, args.quiet).await?;
         eprintln!("verify: re-published {n} change events; run verify again once the pipeline caught up");
     }
     Ok(if drift == 0 { 0 } else { 1 })
