@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod enrich;
 pub mod event;
+pub mod health;
 pub mod kafka;
 pub mod metrics;
 pub mod progress;

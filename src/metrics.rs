@@ -47,7 +47,8 @@ pub struct Metrics {
     pub enricher_emitted_total: Family<Label2, Counter>,
     /// Keys parked on the retry topic after failing fetches.
     pub enricher_retried_total: Counter,
-    /// Outputs dropped because a newer version of the key was already emitted.
+    /// Outputs held back because the source answered an older version than this process
+    /// already emitted for the key; the key is parked on the retry topic, never dropped.
     pub enricher_superseded_total: Counter,
     /// Messages sent to the dead-letter topic, by reason.
     pub dead_lettered_total: Family<Label1, Counter>,
@@ -67,6 +68,12 @@ pub struct Metrics {
     pub consumer_lag: Family<Label3, Gauge>,
     /// Input messages whose batch completed and whose offsets were stored.
     pub enricher_processed_total: Counter,
+    /// Partitions assigned to this instance whose lag has not shrunk for `kafka.consumer.stall_after`, by group.
+    pub consumer_stalled_partitions: Family<Label1, Gauge>,
+    /// Stalled partitions of the whole group, whoever owns them (or nobody), by group.
+    pub consumer_group_stalled_partitions: Family<Label1, Gauge>,
+    /// The `/health` verdict; it travels with the metrics handle every role already has.
+    pub health: crate::health::Health,
     /// Partitions currently assigned to the enricher's consumers, by group.
     pub consumer_assigned_partitions: Family<Label1, Gauge>,
     /// Records applied by a sink, by sink.
@@ -117,6 +124,9 @@ impl Metrics {
             consumer_lag: Family::default(),
             enricher_processed_total: Counter::default(),
             consumer_assigned_partitions: Family::default(),
+            consumer_stalled_partitions: Family::default(),
+            consumer_group_stalled_partitions: Family::default(),
+            health: crate::health::Health::default(),
             sink_written_total: Family::default(),
             sink_stale_total: Family::default(),
             sink_rejected_total: Family::default(),
@@ -146,7 +156,11 @@ impl Metrics {
         r.register("enricher_coalesced", "Events folded into another event's fetch", m.enricher_coalesced_total.clone());
         r.register("enricher_emitted", "Enriched records and tombstones acknowledged", m.enricher_emitted_total.clone());
         r.register("enricher_retried", "Keys parked on the retry topic", m.enricher_retried_total.clone());
-        r.register("enricher_superseded", "Outputs dropped as older than what was already emitted", m.enricher_superseded_total.clone());
+        r.register(
+            "enricher_superseded",
+            "Outputs older than what was already emitted, parked on the retry topic instead",
+            m.enricher_superseded_total.clone(),
+        );
         r.register("dead_lettered", "Messages sent to the dead-letter topic", m.dead_lettered_total.clone());
         r.register("enricher_batch_retries", "Batches retried after broker or registry trouble", m.enricher_batch_retries_total.clone());
         r.register("fetch_requests", "Source requests", m.fetch_requests_total.clone());
@@ -165,6 +179,16 @@ impl Metrics {
             m.enricher_processed_total.clone(),
         );
         r.register("consumer_assigned_partitions", "Partitions assigned to the consumers", m.consumer_assigned_partitions.clone());
+        r.register(
+            "consumer_stalled_partitions",
+            "Partitions of this instance whose lag has not shrunk for kafka.consumer.stall_after",
+            m.consumer_stalled_partitions.clone(),
+        );
+        r.register(
+            "consumer_group_stalled_partitions",
+            "Stalled partitions of the whole consumer group, owned or not",
+            m.consumer_group_stalled_partitions.clone(),
+        );
         r.register("sink_written", "Records applied by a sink", m.sink_written_total.clone());
         r.register("sink_stale", "Records skipped as not newer than the target's", m.sink_stale_total.clone());
         r.register("sink_rejected", "Records the target refused for good", m.sink_rejected_total.clone());

@@ -218,9 +218,14 @@ async fn raw(cfg: &Config, spec: &WorkerSpec, metrics: &Metrics, deadline: Insta
             tokio::time::sleep(Duration::from_millis(50)).await;
             t.cancel();
         });
-        let batch =
-            consumer::collect(&consumer, cfg.enricher.batch_max_events, cfg.enricher.batch_max_wait, if ready { &never } else { &timeout })
-                .await;
+        let batch = consumer::collect(
+            &consumer,
+            &mut tracker,
+            cfg.enricher.batch_max_events,
+            cfg.enricher.batch_max_wait,
+            if ready { &never } else { &timeout },
+        )
+        .await;
         guard.abort();
         if batch.is_empty() {
             continue;

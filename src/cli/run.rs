@@ -155,9 +155,10 @@ async fn serve_metrics(addr: Option<std::net::SocketAddr>, metrics: Metrics) -> 
     let Some(addr) = addr else { return Ok(None) };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind sinks.metrics_listen {addr}"))?;
     println!("sink metrics: http://{}/metrics", listener.local_addr()?);
+    let health = metrics.health.clone();
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(move || async move { metrics.encode() }))
-        .route("/health", axum::routing::get(|| async { "ok" }));
+        .route("/health", axum::routing::get(move || async move { health.response() }));
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -261,11 +261,17 @@ pub struct ConsumerConfig {
     /// floor when traffic is light. librdkafka's default is 500ms; slate favours freshness.
     #[serde(with = "humantime_serde")]
     pub fetch_wait_max: Duration,
+    /// A partition whose lag stays above zero while the group's committed offset does not move
+    /// for this long is stalled: counted in `slate_consumer_stalled_partitions` and `/health`
+    /// answers 503. `0s` turns the watch off. The retry topic's consumer allows
+    /// `enricher.retry_delay_max` more, since it holds parked keys until they are due.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        Self { session_timeout: Duration::from_secs(10), fetch_wait_max: Duration::from_millis(100) }
+        Self { session_timeout: Duration::from_secs(10), fetch_wait_max: Duration::from_millis(100), stall_after: Duration::from_secs(120) }
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Stats {
     pub stages: Vec<Stage>,
     /// Messages behind the log end, summed over partitions, per consumer group.
     pub lag: BTreeMap<String, f64>,
+    /// Stalled partitions per consumer group (lag not shrinking, see `kafka::stall`).
+    pub stalled: BTreeMap<String, Stalled>,
     pub freshness: Vec<Freshness>,
     /// Dead-lettered messages since start, by reason.
     pub dead_lettered: BTreeMap<String, f64>,
@@ -78,6 +80,31 @@ pub struct Stats {
     pub sink_errors: BTreeMap<String, f64>,
     /// Failed source requests (transient or permanent) since start.
     pub fetch_failures: f64,
+}
+
+/// Stalled partitions of one group: `owned` summed over the instances (each counts its own),
+/// `group` the largest group-wide count any instance reports (each sees the whole group); more
+/// group-wide than owned means stalled partitions no reporting instance owns.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stalled {
+    pub owned: f64,
+    pub group: f64,
+}
+
+fn stalled(samples: &[Sample]) -> BTreeMap<String, Stalled> {
+    let mut out: BTreeMap<String, Stalled> = BTreeMap::new();
+    for (name, own) in [("slate_consumer_stalled_partitions", true), ("slate_consumer_group_stalled_partitions", false)] {
+        for s in samples.iter().filter(|s| s.name == name) {
+            let Some(group) = s.label("group") else { continue };
+            let e = out.entry(group.to_string()).or_insert(Stalled { owned: 0.0, group: 0.0 });
+            if own {
+                e.owned += s.value;
+            } else {
+                e.group = e.group.max(s.value);
+            }
+        }
+    }
+    out
 }
 
 fn sum(samples: &[Sample], name: &str, filter: impl Fn(&Sample) -> bool) -> f64 {
@@ -135,6 +162,7 @@ fn compute(now: &[Sample], then: Option<(&[Sample], f64)>) -> Stats {
         window_secs: then.map(|t| t.1).unwrap_or(0.0),
         stages,
         lag: by_label(now, "slate_consumer_lag", "group"),
+        stalled: stalled(now),
         freshness,
         dead_lettered: by_label(now, "slate_dead_lettered_total", "reason"),
         retried: sum(now, "slate_enricher_retried_total", |_| true),
@@ -195,6 +223,16 @@ mod tests {
         assert_eq!(f.samples, 100.0);
         assert!(f.p99_ms.unwrap() <= 16.0, "{f:?}");
         assert_eq!(s.dead_lettered.get("malformed"), Some(&1.0));
+    }
+
+    #[test]
+    fn stalled_partitions_sum_owned_and_take_the_group_view_once() {
+        let text = "slate_consumer_stalled_partitions{group=\"g\"} 1\nslate_consumer_group_stalled_partitions{group=\"g\"} 3\n\
+                    slate_consumer_stalled_partitions{group=\"g\"} 1\nslate_consumer_group_stalled_partitions{group=\"g\"} 3\n";
+        let mut h = History::default();
+        h.push(Instant::now(), text);
+        let s = h.stats().unwrap();
+        assert_eq!(s.stalled.get("g"), Some(&Stalled { owned: 2.0, group: 3.0 }), "two replicas own one each; one is nobody's");
     }
 
     #[test]

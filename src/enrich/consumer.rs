@@ -81,21 +81,41 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
 }
 
 /// Collects up to `max` messages: waits for the first, then at most `max_wait` for the rest.
-pub(crate) async fn collect(consumer: &EnrichConsumer, max: usize, max_wait: Duration, cancel: &CancellationToken) -> Vec<OwnedMessage> {
+///
+/// Rebalance callbacks run inside `recv`, so after each `recv` the batch is checked against the
+/// partitions revoked meanwhile: messages of a revoked partition received *before* the revoke
+/// are dropped (uncommitted; whoever owns the partition next reads them again from the
+/// committed offset) and the tracker forgets the partition. Messages received *after* the
+/// revoke belong to the current assignment (librdkafka discards fetches of an older one) and
+/// are kept even when the partition was revoked and assigned back to this consumer: dropping
+/// those would lose them, since the consumer's position has already moved past them.
+pub(crate) async fn collect(
+    consumer: &EnrichConsumer,
+    tracker: &mut OffsetTracker,
+    max: usize,
+    max_wait: Duration,
+    cancel: &CancellationToken,
+) -> Vec<OwnedMessage> {
     let mut out = Vec::new();
     let first = tokio::select! {
         m = consumer.recv() => m,
         _ = cancel.cancelled() => return out,
     };
+    drop_revoked(consumer, tracker, &mut out);
     push(&mut out, first).await;
     let deadline = tokio::time::Instant::now() + max_wait;
     while out.len() < max {
         tokio::select! {
-            m = consumer.recv() => push(&mut out, m).await,
+            m = consumer.recv() => {
+                drop_revoked(consumer, tracker, &mut out);
+                push(&mut out, m).await;
+            }
             _ = tokio::time::sleep_until(deadline) => break,
             _ = cancel.cancelled() => break,
         }
     }
+    // A recv cancelled by the deadline may still have served a rebalance.
+    drop_revoked(consumer, tracker, &mut out);
     out
 }
 
@@ -126,8 +146,7 @@ pub async fn run<D, F>(
 {
     let mut tracker = OffsetTracker::new();
     while !cancel.is_cancelled() {
-        let mut batch = collect(consumer, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
-        drop_revoked(consumer, &mut tracker, &mut batch);
+        let batch = collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
         if batch.is_empty() {
             continue;
         }
@@ -163,7 +182,8 @@ pub async fn run<D, F>(
     commit_sync(consumer);
 }
 
-pub(crate) fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracker, batch: &mut Vec<OwnedMessage>) {
+/// Drops the messages of partitions revoked since the last call (see [`collect`]).
+fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracker, batch: &mut Vec<OwnedMessage>) {
     let revoked: Vec<(String, i32)> = std::mem::take(&mut *consumer.context().revoked.lock().expect("revoked lock poisoned"));
     if revoked.is_empty() {
         return;
@@ -174,7 +194,7 @@ pub(crate) fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracke
     let before = batch.len();
     batch.retain(|m| !revoked.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
     if batch.len() < before {
-        tracing::info!(dropped = before - batch.len(), "dropped messages of revoked partitions; their new owner processes them");
+        tracing::info!(dropped = before - batch.len(), "dropped messages received before their partition was revoked; they are read again");
     }
 }
 

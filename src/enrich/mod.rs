@@ -12,8 +12,11 @@
 //! - Failures: transient fetch errors retry in the batch with jittered backoff; keys still
 //!   failing are parked on the retry topic with a not-before time and the batch moves on; after
 //!   `max_retry_rounds` they go to the dead-letter topic; retried keys are fetched one per
-//!   request so one id a source chokes on cannot hold back its chunk-mates; a parked key whose newer state was
-//!   emitted meanwhile is dropped as superseded. Not found at the source → tombstone. Bad input
+//!   request so one id a source chokes on cannot hold back its chunk-mates. A retried key is
+//!   always fetched and emitted again, even when a newer event of it was emitted meanwhile, so
+//!   its event uuids reach the audit trail (the sinks' version guards make the repeat a no-op);
+//!   a fetched version older than one this process already emitted is parked again, never
+//!   emitted out of order and never dropped. Not found at the source → tombstone. Bad input
 //!   → dead-letter topic with the reason, stage and source coordinates in headers, counted.
 //! - Broker or registry outages: the batch waits and retries with backoff; nothing is skipped.
 
@@ -142,8 +145,14 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
     let outputs = output_schemas(cfg, &registry, &cancel).await?;
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
     let pipeline = Arc::new(Pipeline::new(e.clone(), sources, producer.clone(), outputs, metrics.clone()));
-    let main = consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(), metrics.clone())?;
-    let retry = consumer::create(&cfg.kafka, &format!("{}.retry", e.group_id), std::slice::from_ref(&e.retry_topic), metrics.clone())?;
+    let main = Arc::new(consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(), metrics.clone())?);
+    let retry_group = format!("{}.retry", e.group_id);
+    let retry = Arc::new(consumer::create(&cfg.kafka, &retry_group, std::slice::from_ref(&e.retry_topic), metrics.clone())?);
+    let stall_after = cfg.kafka.consumer.stall_after;
+    kafka::stall::spawn(&main, e.group_id.clone(), e.input_topics(), stall_after, metrics.clone(), cancel.clone());
+    // Parked keys wait on the retry topic until due: its lag may stand still that much longer.
+    let retry_stall = if stall_after.is_zero() { stall_after } else { stall_after + e.retry_delay_max };
+    kafka::stall::spawn(&retry, retry_group, vec![e.retry_topic.clone()], retry_stall, metrics.clone(), cancel.clone());
     let decoder = Arc::new(decode::InputDecoder::new(e.input_topic_prefix.clone(), e.max_message_bytes, registry, cancel.clone()));
 
     let mut tasks = Vec::new();
@@ -168,10 +177,10 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
             let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-            let (m, c) = (metrics.clone(), cancel.clone());
+            let (m, c, health) = (metrics.clone(), cancel.clone(), metrics.health.clone());
             let app = axum::Router::new()
                 .route("/metrics", axum::routing::get(move || async move { m.encode() }))
-                .route("/health", axum::routing::get(|| async { "ok" }));
+                .route("/health", axum::routing::get(move || async move { health.response() }));
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned()).await {
                     tracing::error!(error = %e, "enricher metrics server failed");

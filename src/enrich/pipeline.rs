@@ -53,20 +53,14 @@ pub struct OutputSchema {
     pub schema_id: u32,
 }
 
-/// The newest version this process emitted for a key, and when it was fetched.
-#[derive(Clone, Copy)]
-struct Emitted {
-    version: i64,
-    fetched_at: i64,
-}
-
 pub struct Pipeline {
     cfg: EnricherConfig,
     sources: Arc<dyn Fetch>,
     producer: Producer,
     outputs: HashMap<EntityKind, OutputSchema>,
     seen: moka::sync::Cache<Uuid, ()>,
-    emitted: moka::sync::Cache<(EntityKind, String), Emitted>,
+    /// The newest version this process emitted per key.
+    emitted: moka::sync::Cache<(EntityKind, String), i64>,
     emit_lock: Mutex<()>,
     fetch_slots: Arc<Semaphore>,
     metrics: Metrics,
@@ -135,7 +129,6 @@ impl Pipeline {
         }
         let works = coalesce(&events);
         self.metrics.enricher_coalesced_total.inc_by(events.len().saturating_sub(works.len()) as u64);
-        let works: Vec<Work> = works.into_iter().filter(|w| !self.superseded_before_fetch(w)).collect();
         let coordinates: HashMap<Uuid, Coordinates> = events
             .iter()
             .map(|i| (i.event.uuid, Coordinates { topic: i.topic.clone(), partition: i.partition, offset: i.offset }))
@@ -163,33 +156,15 @@ impl Pipeline {
         }
         // Outputs of a chunk are enqueued as soon as that chunk is fetched, so a slow or failing
         // chunk does not delay the freshness of the others.
-        let mut emitted_keys = Vec::new();
         while let Some(joined) = fetches.join_next().await {
             let (entity, chunk, result) = joined.expect("fetch tasks do not panic");
             for (work, outgoing, on_ack) in self.outputs_for(entity, chunk, result, &coordinates) {
-                emitted_keys.push((work.entity, work.id.clone()));
-                if let Some(p) = self.enqueue_output(&work, outgoing, on_ack).await? {
-                    pending.push(p);
-                }
+                pending.push(self.enqueue_output(&work, outgoing, on_ack, &coordinates).await?);
             }
         }
-        let outcome = self.await_all(pending).await;
-        if outcome.is_err() {
-            // Forget what this batch emitted so its retry is not taken for a duplicate.
-            for key in emitted_keys {
-                self.emitted.invalidate(&key);
-            }
-        }
-        outcome
-    }
-
-    /// A retried key whose newer state was emitted after its event happened needs no fetch.
-    fn superseded_before_fetch(&self, w: &Work) -> bool {
-        let superseded = w.attempt > 0 && self.emitted.get(&(w.entity, w.id.clone())).is_some_and(|e| e.fetched_at > w.newest.ts);
-        if superseded {
-            self.metrics.enricher_superseded_total.inc();
-        }
-        superseded
+        // On failure the caller redoes the batch; the versions remembered for its keys stay, so
+        // the redo emits the same or newer versions only (equal ones are emitted again).
+        self.await_all(pending).await
     }
 
     fn outputs_for(
@@ -266,24 +241,35 @@ impl Pipeline {
         (w, dl, OnAck::DeadLettered(stage))
     }
 
-    /// Enqueues an output unless an equal-or-newer (retries) or newer (first rounds) version of
-    /// the key was already emitted by this process.
-    async fn enqueue_output(&self, w: &Work, o: Outgoing, on_ack: OnAck) -> Result<Option<Pending>, PipelineError> {
-        let OnAck::Emitted { .. } = on_ack else { return self.enqueue(o, on_ack).await.map(Some) };
+    /// Enqueues an output, keeping this process's per-key order: a record older than the newest
+    /// version already emitted for its key (a source answering from a lagging replica) is not
+    /// emitted; the key is parked on the retry topic instead, so its events still reach the
+    /// sinks and the audit trail once the source catches up. An equal version is emitted again
+    /// (a retried event carries its own uuids; every sink guards on the version).
+    async fn enqueue_output(
+        &self,
+        w: &Work,
+        o: Outgoing,
+        on_ack: OnAck,
+        from: &HashMap<Uuid, Coordinates>,
+    ) -> Result<Pending, PipelineError> {
+        let OnAck::Emitted { .. } = on_ack else { return self.enqueue(o, on_ack).await };
         let version: Option<i64> = o.header(output::H_VERSION).and_then(|v| v.parse().ok());
         let _guard = self.emit_lock.lock().await;
         let key = (w.entity, w.id.clone());
-        if let (Some(v), Some(prev)) = (version, self.emitted.get(&key)) {
-            let stale = if w.attempt > 0 { v <= prev.version } else { v < prev.version };
-            if stale {
-                self.metrics.enricher_superseded_total.inc();
-                return Ok(None);
-            }
+        if let (Some(v), Some(prev)) = (version, self.emitted.get(&key))
+            && v < prev
+        {
+            self.metrics.enricher_superseded_total.inc();
+            let behind =
+                FetchError::Unavailable(format!("source answered version {v}, older than version {prev} already emitted for this key"));
+            let (_, parcel, on_ack) = self.failed(w.clone(), &behind, from);
+            return self.enqueue(parcel, on_ack).await;
         }
         if let Some(v) = version {
-            self.emitted.insert(key, Emitted { version: v, fetched_at: crate::time::now_millis() });
+            self.emitted.insert(key, v);
         }
-        self.enqueue(o, on_ack).await.map(Some)
+        self.enqueue(o, on_ack).await
     }
 
     async fn enqueue(&self, o: Outgoing, on_ack: OnAck) -> Result<Pending, PipelineError> {

@@ -4,6 +4,7 @@
 //! librdkafka properties apply to producers, consumers and admin clients alike.
 
 mod producer;
+pub mod stall;
 mod tracker;
 
 pub use producer::{DeliveryFuture, ProduceError, Producer};

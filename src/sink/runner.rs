@@ -68,10 +68,11 @@ pub async fn start(cfg: &Config, sink: Arc<dyn Sink>, metrics: Metrics) -> Resul
     )
     .await?;
     let group = format!("{}{}", s.group_prefix, sink.name());
-    let consumer = consumer::create(&cfg.kafka, &group, &topics, metrics.clone())?;
+    let consumer = Arc::new(consumer::create(&cfg.kafka, &group, &topics, metrics.clone())?);
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
     let decoder = RecordDecoder::new(s.topic_prefix.clone(), crate::enrich::registry_client(&cfg.registry)?);
     let cancel = CancellationToken::new();
+    crate::kafka::stall::spawn(&consumer, group, topics, cfg.kafka.consumer.stall_after, metrics.clone(), cancel.clone());
     let c = cancel.clone();
     let task = tokio::spawn(async move { run(&consumer, &*sink, &decoder, &producer, &s, &metrics, c).await });
     Ok(RunningSink { cancel, task })
@@ -89,8 +90,7 @@ async fn run(
     let name = sink.name();
     let mut tracker = OffsetTracker::new();
     while !cancel.is_cancelled() {
-        let mut batch = consumer::collect(consumer, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
-        consumer::drop_revoked(consumer, &mut tracker, &mut batch);
+        let batch = consumer::collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
         if batch.is_empty() {
             continue;
         }

@@ -1,0 +1,271 @@
+//! Parts of the chaos test: slate roles as real processes (SIGKILLed and restarted), a TCP proxy
+//! that can cut a target away, and readers of what each sink and topic holds, written
+//! independently of `slate verify`.
+#![allow(dead_code)]
+
+use crate::common::*;
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, TopicPartitionList};
+use slate::event::{ChangeEvent, EntityKind};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A TCP proxy on a loopback port. While cut, new connections are closed at once and open ones
+/// are dropped, as a target that went away would look to its clients.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    cut: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().unwrap();
+        let (cut, rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                if *rx.borrow() {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut, task }
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One slate role run as its own process (`slate run …`), configured by `SLATE_*` variables.
+pub struct Role {
+    pub name: &'static str,
+    args: Vec<&'static str>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<tokio::process::Child>,
+    pub starts: u32,
+}
+
+impl Role {
+    pub fn new(name: &'static str, args: &[&'static str], env: Vec<(String, String)>, dir: &Path) -> Self {
+        Self { name, args: args.to_vec(), env, log: dir.join(format!("{name}.log")), child: None, starts: 0 }
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("role log");
+        let mut cmd = tokio::process::Command::new(slate_bin());
+        cmd.args(["--log", "warn,slate=info"])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true);
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name)));
+        self.starts += 1;
+    }
+
+    /// SIGKILL: no drain, no commit, the group member stays until its session times out.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+
+    /// Restarts a role that exited by itself (it must not: that is reported).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// SIGTERM, then up to 20 s for a clean stop.
+    pub async fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        if let Some(pid) = c.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        if tokio::time::timeout(Duration::from_secs(20), c.wait()).await.is_err() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// The binary the roles run: `TEST_CHAOS_SLATE_BIN` (e.g. an older build, to show a defect),
+/// else this checkout's.
+pub fn slate_bin() -> String {
+    std::env::var("TEST_CHAOS_SLATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_slate").to_string())
+}
+
+/// A published change event, as read back from a change topic.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub uuid: String,
+    pub entity: EntityKind,
+    pub id: String,
+}
+
+/// Every message of the change topics: the decodable events and how many were not.
+pub fn published(prefix: &str, partitions: i32) -> (Vec<Published>, usize) {
+    let (mut events, mut poison) = (Vec::new(), 0);
+    for kind in EntityKind::ALL {
+        for (key, payload, _) in read_all(&kind.changes_topic(prefix), partitions) {
+            match payload.as_deref().map(|p| ChangeEvent::decode_json(p, Some(&key), Some(kind))) {
+                Some(Ok(e)) if e.entity == kind => events.push(Published { uuid: e.uuid.to_string(), entity: kind, id: e.id }),
+                _ => poison += 1,
+            }
+        }
+    }
+    (events, poison)
+}
+
+/// How many enriched messages carry each event uuid (one audit row is owed per delivery).
+pub fn deliveries(output_prefix: &str, partitions: i32) -> HashMap<String, usize> {
+    let mut out: HashMap<String, usize> = HashMap::new();
+    for kind in EntityKind::ALL {
+        let schema = Schema::parse_str(slate::schemas::entity_schema(kind)).unwrap();
+        for (_, payload, headers) in read_all(&format!("{output_prefix}{}.enriched", kind.as_str()), partitions) {
+            let uuids: Vec<String> = match payload {
+                None => headers
+                    .iter()
+                    .find(|(k, _)| k == "slate-event-uuids")
+                    .map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                    .unwrap_or_default(),
+                Some(p) => coalesced_uuids(&schema, &p),
+            };
+            for u in uuids {
+                *out.entry(u).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+fn coalesced_uuids(schema: &Schema, payload: &[u8]) -> Vec<String> {
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .unwrap()
+        .read_value(&mut &payload[5..])
+        .expect("enriched records are valid Avro");
+    let Value::Record(fields) = value else { panic!("record expected") };
+    let Some((_, Value::Record(meta))) = fields.iter().find(|(n, _)| n == "_meta") else { panic!("_meta expected") };
+    let Some((_, Value::Array(items))) = meta.iter().find(|(n, _)| n == "coalesced_uuids") else { panic!("coalesced_uuids expected") };
+    items
+        .iter()
+        .map(|v| match v {
+            Value::Uuid(u) => u.to_string(),
+            Value::String(s) => s.clone(),
+            other => panic!("uuid expected, got {other:?}"),
+        })
+        .collect()
+}
+
+/// `id → (version, deleted)` of each entity table in PostgreSQL.
+pub async fn sql_state(db_url: &str) -> BTreeMap<EntityKind, HashMap<String, (i64, bool)>> {
+    use sqlx::Row;
+    let pool = sqlx::PgPool::connect(db_url).await.expect("connect to the sink's database");
+    let mut out = BTreeMap::new();
+    for kind in EntityKind::ALL {
+        let q = format!("SELECT id, version, deleted FROM {}", kind.as_str());
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&pool).await.unwrap_or_default();
+        out.insert(
+            kind,
+            rows.iter().map(|r| (r.get::<String, _>("id"), (r.get::<i64, _>("version"), r.get::<bool, _>("deleted")))).collect(),
+        );
+    }
+    pool.close().await;
+    out
+}
+
+/// `id → version` of each entity index in the search target (after a refresh).
+pub async fn search_state(es_url: &str, index_prefix: &str) -> BTreeMap<EntityKind, HashMap<String, i64>> {
+    let http = reqwest::Client::new();
+    let _ = http.post(format!("{es_url}/{index_prefix}*/_refresh")).send().await;
+    let mut out = BTreeMap::new();
+    for kind in EntityKind::ALL {
+        let body = serde_json::json!({ "size": 10000, "query": { "match_all": {} } });
+        let resp = http.post(format!("{es_url}/{index_prefix}{}/_search", kind.as_str())).json(&body).send().await.expect("search");
+        let reply: serde_json::Value = if resp.status().is_success() { resp.json().await.expect("json") } else { serde_json::json!({}) };
+        let docs = reply["hits"]["hits"]
+            .as_array()
+            .map(|hits| hits.iter().filter_map(|h| Some((h["_id"].as_str()?.to_string(), h["_source"]["version"].as_i64()?))).collect())
+            .unwrap_or_default();
+        out.insert(kind, docs);
+    }
+    out
+}
+
+/// `event_uuid → rows` in the audit tree, read with DuckDB as an analyst would.
+pub async fn audit_rows(dir: &Path) -> HashMap<String, usize> {
+    if walk_parquet(dir) == 0 {
+        return HashMap::new();
+    }
+    let sql = format!("SELECT event_uuid, count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) GROUP BY 1", dir.display());
+    let script = format!("import duckdb, json; print(json.dumps(duckdb.sql({sql:?}).fetchall()))");
+    let (ok, out, err) = run_command(tokio::process::Command::new(env("TEST_PYTHON")).args(["-c", &script]), Duration::from_secs(60)).await;
+    assert!(ok, "duckdb failed: {err}");
+    let rows: Vec<(String, usize)> = serde_json::from_str(out.trim()).expect("duckdb json");
+    rows.into_iter().collect()
+}
+
+fn walk_parquet(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk_parquet(&p) } else { usize::from(p.extension().is_some_and(|x| x == "parquet")) }
+        })
+        .sum()
+}
+
+/// `topic[p] committed/end` of a group on `topics`: a group whose committed offsets reached the
+/// end while a sink lacks data lost it; one behind is stuck.
+pub fn group_progress(group: &str, topics: &[String], partitions: i32) -> Vec<(String, i32, i64, i64)> {
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).set("group.id", group).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in 0..partitions {
+            tpl.add_partition(t, p);
+        }
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let end = c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10)).map(|(_, h)| h).unwrap_or(-1);
+            (e.topic().to_string(), e.partition(), e.offset().to_raw().unwrap_or(-1), end)
+        })
+        .collect()
+}
