@@ -20,6 +20,8 @@ pub enum RegistryError {
     VersionNotSoftDeleted { subject: String, version: u32 },
     #[error("subject {0:?} does not have subject-level compatibility configured")]
     SubjectCompatibilityNotConfigured(String),
+    #[error("subject {0:?} does not have subject-level mode configured")]
+    SubjectModeNotConfigured(String),
     #[error("schema being registered is incompatible with an earlier schema for subject {subject:?}, details: {messages:?}")]
     Incompatible { subject: String, messages: Vec<String> },
     #[error("invalid schema: {0}")]
@@ -28,6 +30,16 @@ pub enum RegistryError {
     InvalidVersion(String),
     #[error("invalid compatibility level {0:?}")]
     InvalidCompatibilityLevel(String),
+    #[error("invalid mode {0:?}: expected READWRITE, READONLY or IMPORT")]
+    InvalidMode(String),
+    #[error("{0}")]
+    OperationNotPermitted(String),
+    #[error("one or more references exist to the schema {{subject={subject}, version={version}}}")]
+    ReferenceExists { subject: String, version: u32 },
+    #[error("{0}")]
+    IdDoesNotMatch(String),
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("invalid request body: {0}")]
     BadRequest(String),
     #[error("unauthorized")]
@@ -52,10 +64,16 @@ impl RegistryError {
             Self::VersionSoftDeleted { .. } => 40406,
             Self::VersionNotSoftDeleted { .. } => 40407,
             Self::SubjectCompatibilityNotConfigured(_) => 40408,
+            Self::SubjectModeNotConfigured(_) => 40409,
             Self::Incompatible { .. } => 409,
             Self::InvalidSchema(_) => 42201,
             Self::InvalidVersion(_) => 42202,
             Self::InvalidCompatibilityLevel(_) => 42203,
+            Self::InvalidMode(_) => 42204,
+            Self::OperationNotPermitted(_) => 42205,
+            Self::ReferenceExists { .. } => 42206,
+            Self::IdDoesNotMatch(_) => 42207,
+            Self::TooLarge(_) => 413,
             Self::BadRequest(_) => 400,
             Self::Unauthorized => 40101,
             Self::Store(_) | Self::Contended(_) | Self::Corrupt(_) => 50001,

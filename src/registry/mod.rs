@@ -18,6 +18,8 @@
 pub mod client;
 pub mod compat;
 mod error;
+mod memory;
+mod mode;
 mod pg;
 mod schema;
 mod server;
@@ -29,8 +31,9 @@ use serde::{Deserialize, Serialize};
 pub use client::{ClientError, RegisteredVersion, RegistryAuth, RegistryClient, SchemaById};
 pub use compat::CompatibilityLevel;
 pub use error::RegistryError;
+pub use mode::Mode;
 pub use pg::PgStore;
-pub use server::{RegistryState, router, serve};
+pub use server::{MAX_BODY_BYTES, RegistryState, router, serve};
 pub use store::{MemoryStore, Store};
 
 /// A reference from a schema to a named type registered under another subject.

@@ -7,9 +7,11 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::compat::CompatibilityLevel;
 use super::error::RegistryError;
+use super::mode::Mode;
 use super::store::{InsertOutcome, StoredSchema, VersionRow};
 
 const SCHEMA_SQL: &str = include_str!("../../migrations/registry/0001_init.sql");
+const MODE_SQL: &str = include_str!("../../migrations/registry/0002_mode.sql");
 /// Arbitrary constant key of the advisory lock that serializes DDL ("slate reg").
 const DDL_LOCK_KEY: i64 = 0x736c_6174_6572_6567;
 
@@ -33,6 +35,7 @@ impl PgStore {
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK_KEY).execute(&mut *tx).await?;
         sqlx::raw_sql(SCHEMA_SQL).execute(&mut *tx).await?;
+        sqlx::raw_sql(MODE_SQL).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(PgStore { pool })
     }
@@ -167,6 +170,100 @@ impl PgStore {
             .await?;
         row.map(|row| parse_level(row.try_get("compatibility")?)).transpose()
     }
+}
+
+impl PgStore {
+    pub(super) async fn schemas_mentioning(&self, subject: &str) -> Result<Vec<StoredSchema>> {
+        let rows = sqlx::query("SELECT id, schema_text, references_json FROM registry_schemas WHERE strpos(references_json, $1) > 0")
+            .bind(subject)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredSchema {
+                    id: to_u32(row.try_get::<i64, _>("id")?)?,
+                    text: row.try_get("schema_text")?,
+                    references_json: row.try_get("references_json")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn insert_schema_with_id(&self, id: u32, text: &str, references_json: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("LOCK TABLE registry_schemas IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+        if let Some(held) = sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE id = $1")
+            .bind(i64::from(id))
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            let same =
+                held.try_get::<String, _>("schema_text")? == text && held.try_get::<String, _>("references_json")? == references_json;
+            return if same { Ok(()) } else { Err(RegistryError::IdDoesNotMatch(format!("id {id} already holds another schema"))) };
+        }
+        if let Some(other) = self.find_schema_id(text, references_json).await? {
+            return Err(RegistryError::IdDoesNotMatch(format!("this schema is already stored with id {other}, not {id}")));
+        }
+        sqlx::query("INSERT INTO registry_schemas (id, schema_text, references_json) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)")
+            .bind(i64::from(id))
+            .bind(text)
+            .bind(references_json)
+            .execute(&mut *tx)
+            .await?;
+        // Allocated ids continue above every imported one.
+        sqlx::query("SELECT setval(pg_get_serial_sequence('registry_schemas', 'id'), (SELECT max(id) FROM registry_schemas))")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_version_at(&self, subject: &str, version: u32, schema_id: u32) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO registry_subject_versions (subject, version, schema_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject, version) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(i32::try_from(version).map_err(|_| RegistryError::InvalidVersion(version.to_string()))?)
+        .bind(i64::from(schema_id))
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(());
+        }
+        let held = self.versions(subject).await?.into_iter().find(|row| row.version == version);
+        match held {
+            Some(row) if row.schema_id == schema_id => Ok(()),
+            Some(row) => Err(RegistryError::IdDoesNotMatch(format!(
+                "version {version} of subject {subject:?} already holds schema {}, not {schema_id}",
+                row.schema_id
+            ))),
+            None => Err(RegistryError::Contended(subject.to_owned())),
+        }
+    }
+
+    pub(super) async fn mode(&self, key: &str) -> Result<Option<Mode>> {
+        let row = sqlx::query("SELECT mode FROM registry_mode WHERE subject = $1").bind(key).fetch_optional(&self.pool).await?;
+        row.map(|row| parse_mode(row.try_get("mode")?)).transpose()
+    }
+
+    pub(super) async fn set_mode(&self, key: &str, mode: Mode) -> Result<()> {
+        sqlx::query("INSERT INTO registry_mode (subject, mode) VALUES ($1, $2) ON CONFLICT (subject) DO UPDATE SET mode = EXCLUDED.mode")
+            .bind(key)
+            .bind(mode.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn delete_mode(&self, key: &str) -> Result<Option<Mode>> {
+        let row = sqlx::query("DELETE FROM registry_mode WHERE subject = $1 RETURNING mode").bind(key).fetch_optional(&self.pool).await?;
+        row.map(|row| parse_mode(row.try_get("mode")?)).transpose()
+    }
+}
+
+fn parse_mode(name: String) -> Result<Mode> {
+    name.parse().map_err(|_| RegistryError::Corrupt(format!("unknown mode {name:?} in registry_mode")))
 }
 
 async fn insert_locked(

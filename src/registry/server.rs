@@ -1,10 +1,12 @@
 //! HTTP surface of the embedded registry: the Confluent Schema Registry REST API for AVRO.
 //!
-//! Responses are `application/vnd.schemaregistry.v1+json`; errors are
+//! Responses are `application/vnd.schemaregistry.v1+json`, or `application/json` when that is
+//! what the request's `Accept` asks for (as Confluent); errors are
 //! `{"error_code": N, "message": "..."}` with the HTTP status = first three digits of N.
 //! Request bodies are parsed from bytes whatever their content type (clients send
 //! `application/vnd.schemaregistry.v1+json`, `application/json` or `application/octet-stream`).
-//! Unknown body fields (`metadata`, `ruleSet`, ...) are ignored.
+//! Unknown body fields (`metadata`, `ruleSet`, ...) are ignored. Bodies above [`MAX_BODY_BYTES`]
+//! are refused with 413 before anything is parsed or stored.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -23,10 +26,13 @@ use serde_json::{Value, json};
 use super::SchemaReference;
 use super::compat::CompatibilityLevel;
 use super::error::RegistryError;
-use super::service::{Registry, VersionSelector, VersionView};
+use super::mode::Mode;
+use super::service::{Explicit, Registry, VersionSelector, VersionView};
 use super::store::Store;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// The largest request body accepted (a schema with its envelope).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Shared state of the registry server.
 #[derive(Clone)]
@@ -59,11 +65,16 @@ pub fn router(state: RegistryState) -> Router {
         .route("/subjects/{subject}/versions", get(list_versions).post(register))
         .route("/subjects/{subject}/versions/{version}", get(get_version).delete(delete_version))
         .route("/subjects/{subject}/versions/{version}/schema", get(get_version_raw))
+        .route("/subjects/{subject}/versions/{version}/referencedby", get(get_referenced_by))
+        .route("/mode", get(get_global_mode).put(put_global_mode))
+        .route("/mode/{subject}", get(get_mode).put(put_mode).delete(delete_mode))
         .route("/config", get(get_global_config).put(put_global_config).delete(delete_global_config))
         .route("/config/{subject}", get(get_config).put(put_config).delete(delete_config))
         .route("/compatibility/subjects/{subject}/versions", post(check_all))
         .route("/compatibility/subjects/{subject}/versions/{version}", post(check_version))
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(negotiate))
         .with_state(state)
 }
 
@@ -101,6 +112,23 @@ fn with_content_type(body: String) -> Response {
     response
 }
 
+/// Answers `application/json` to a client that accepts it but not the registry's own type, and
+/// turns the body-limit rejection into a registry error body.
+async fn negotiate(request: Request, next: Next) -> Response {
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let plain_json = accept.contains("application/json") && !accept.contains("application/vnd.schemaregistry");
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response.headers().get(header::CONTENT_TYPE).is_none_or(|v| v.as_bytes() != CONTENT_TYPE.as_bytes())
+    {
+        response = RegistryError::TooLarge(MAX_BODY_BYTES).into_response();
+    }
+    if plain_json && response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes()) {
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    response
+}
+
 async fn require_auth(State(state): State<RegistryState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.expected_auth_opt else {
         return next.run(request).await;
@@ -125,17 +153,30 @@ fn parse_id(id: &str) -> Result<u32, RegistryError> {
 
 #[derive(Deserialize)]
 struct SchemaRequest {
-    schema: String,
+    schema: Option<String>,
     #[serde(rename = "schemaType")]
     schema_type: Option<String>,
     references: Option<Vec<SchemaReference>>,
+    /// IMPORT mode only.
+    id: Option<u32>,
+    /// IMPORT mode only.
+    version: Option<u32>,
 }
 
 impl SchemaRequest {
     fn parse(body: &[u8]) -> Result<(String, Vec<SchemaReference>), RegistryError> {
+        Self::parse_explicit(body).map(|(schema, references, _)| (schema, references))
+    }
+
+    /// A body that is not JSON is 400 (as Confluent); a missing or empty `schema`, or a type
+    /// other than AVRO, is an invalid schema (422, 42201).
+    fn parse_explicit(body: &[u8]) -> Result<(String, Vec<SchemaReference>, Explicit), RegistryError> {
         let request: SchemaRequest = serde_json::from_slice(body).map_err(|err| RegistryError::BadRequest(err.to_string()))?;
+        let schema = request.schema.filter(|s| !s.trim().is_empty()).ok_or_else(|| RegistryError::InvalidSchema("empty schema".into()))?;
         match request.schema_type.as_deref() {
-            None | Some("AVRO") => Ok((request.schema, request.references.unwrap_or_default())),
+            None | Some("AVRO") => {
+                Ok((schema, request.references.unwrap_or_default(), Explicit { id: request.id, version: request.version }))
+            }
             Some(other) => Err(RegistryError::InvalidSchema(format!("unsupported schema type {other:?}: this registry serves AVRO only"))),
         }
     }
@@ -201,8 +242,8 @@ async fn list_versions(State(state): State<RegistryState>, Path(subject): Path<S
 }
 
 async fn register(State(state): State<RegistryState>, Path(subject): Path<String>, body: Bytes) -> ApiResult {
-    let (schema, references) = SchemaRequest::parse(&body)?;
-    let id = state.registry.register(&subject, &schema, references).await?;
+    let (schema, references, explicit) = SchemaRequest::parse_explicit(&body)?;
+    let id = state.registry.register(&subject, &schema, references, explicit).await?;
     Ok(reply(json!({"id": id})))
 }
 
@@ -226,6 +267,45 @@ async fn delete_version(State(state): State<RegistryState>, Path((subject, versi
     let selector: VersionSelector = version.parse()?;
     let deleted = state.registry.delete_version(&subject, selector, flag(&params, "permanent")).await?;
     Ok(reply(json!(deleted)))
+}
+
+async fn get_referenced_by(State(state): State<RegistryState>, Path((subject, version)): Path<(String, String)>) -> ApiResult {
+    let selector: VersionSelector = version.parse()?;
+    Ok(reply(json!(state.registry.referenced_by(&subject, selector).await?)))
+}
+
+#[derive(Deserialize)]
+struct ModeRequest {
+    mode: String,
+}
+
+fn parse_mode(body: &[u8]) -> Result<Mode, RegistryError> {
+    let request: ModeRequest = serde_json::from_slice(body).map_err(|err| RegistryError::BadRequest(err.to_string()))?;
+    request.mode.parse()
+}
+
+async fn get_global_mode(State(state): State<RegistryState>) -> ApiResult {
+    Ok(reply(json!({"mode": state.registry.mode(None, true).await?})))
+}
+
+async fn put_global_mode(State(state): State<RegistryState>, params: Params, body: Bytes) -> ApiResult {
+    let mode = parse_mode(&body)?;
+    state.registry.set_mode(None, mode, flag(&params, "force")).await?;
+    Ok(reply(json!({"mode": mode})))
+}
+
+async fn get_mode(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params) -> ApiResult {
+    Ok(reply(json!({"mode": state.registry.mode(Some(&subject), flag(&params, "defaultToGlobal")).await?})))
+}
+
+async fn put_mode(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params, body: Bytes) -> ApiResult {
+    let mode = parse_mode(&body)?;
+    state.registry.set_mode(Some(&subject), mode, flag(&params, "force")).await?;
+    Ok(reply(json!({"mode": mode})))
+}
+
+async fn delete_mode(State(state): State<RegistryState>, Path(subject): Path<String>) -> ApiResult {
+    Ok(reply(json!({"mode": state.registry.delete_mode(&subject).await?})))
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ use apache_avro::Schema;
 use super::SchemaReference;
 use super::compat::{self, CompatibilityLevel};
 use super::error::RegistryError;
+use super::mode::Mode;
 use super::schema;
 use super::store::{InsertOutcome, Store, StoredSchema, VersionRow};
 
@@ -65,8 +66,20 @@ impl Registry {
         Registry { store, default_level }
     }
 
-    /// Registers `text` under `subject`; returns the global id (existing or new).
-    pub async fn register(&self, subject: &str, text: &str, refs: Vec<SchemaReference>) -> Result<u32> {
+    /// Registers `text` under `subject`; returns the global id (existing or new). `explicit`
+    /// (id, version) is only accepted in IMPORT mode, where it is stored as given, unchecked.
+    pub async fn register(&self, subject: &str, text: &str, refs: Vec<SchemaReference>, explicit: Explicit) -> Result<u32> {
+        let mode = self.mode(Some(subject), true).await?;
+        match (mode, explicit.id) {
+            (Mode::ReadOnly, _) => return Err(read_only(subject)),
+            (Mode::Import, _) => return self.import(subject, text, refs, explicit).await,
+            (Mode::ReadWrite, Some(id)) => {
+                return Err(RegistryError::OperationNotPermitted(format!(
+                    "subject {subject:?} is not in IMPORT mode: a registration may not choose its id ({id}); set the mode to IMPORT first"
+                )));
+            }
+            (Mode::ReadWrite, None) => {}
+        }
         let candidate = self.prepare(text, refs).await?;
         for _ in 0..MAX_REGISTER_ATTEMPTS {
             let rows = self.store.versions(subject).await?;
@@ -92,6 +105,106 @@ impl Registry {
         Err(RegistryError::Contended(subject.to_owned()))
     }
 
+    /// IMPORT mode: the schema keeps the given id (or gets a new one) and the given version (or
+    /// the next one); no compatibility check, as the schemas come from a registry that did it.
+    async fn import(&self, subject: &str, text: &str, refs: Vec<SchemaReference>, explicit: Explicit) -> Result<u32> {
+        let candidate = self.prepare(text, refs).await?;
+        let id = match explicit.id {
+            Some(id) => {
+                self.store.insert_schema_with_id(id, &candidate.text, &candidate.references_json).await?;
+                id
+            }
+            None => self.store.schema_id(&candidate.text, &candidate.references_json).await?,
+        };
+        let rows = self.store.versions(subject).await?;
+        let version = match explicit.version {
+            Some(v) => v,
+            None => match rows.iter().find(|row| row.schema_id == id && !row.deleted) {
+                Some(row) => return Ok(row.schema_id),
+                None => rows.last().map_or(0, |row| row.version) + 1,
+            },
+        };
+        self.store.insert_version_at(subject, version, id).await?;
+        Ok(id)
+    }
+
+    /// Ids of the schemas, used by a live version, whose references name `subject` at the
+    /// selected version.
+    pub async fn referenced_by(&self, subject: &str, selector: VersionSelector) -> Result<Vec<u32>> {
+        let rows = self.visible_rows(subject, true).await?;
+        let version = select(subject, &rows, selector)?.version;
+        self.referrers(subject, version).await
+    }
+
+    async fn referrers(&self, subject: &str, version: u32) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for stored in self.store.schemas_mentioning(subject).await? {
+            let names_it = parse_refs(&stored.references_json)?.iter().any(|r| r.subject == subject && r.version == version);
+            if names_it && self.store.usages(stored.id).await?.iter().any(|(_, row)| !row.deleted) {
+                ids.push(stored.id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// A referenced version cannot be deleted (42206), as Confluent.
+    async fn refuse_if_referenced(&self, subject: &str, versions: &[u32]) -> Result<()> {
+        for version in versions {
+            if !self.referrers(subject, *version).await?.is_empty() {
+                return Err(RegistryError::ReferenceExists { subject: subject.to_owned(), version: *version });
+            }
+        }
+        Ok(())
+    }
+
+    /// The mode in force for `subject_opt` (`None` = global). Without `default_to_global`, a
+    /// subject with no mode of its own is `SubjectModeNotConfigured`.
+    pub async fn mode(&self, subject_opt: Option<&str>, default_to_global: bool) -> Result<Mode> {
+        if let Some(subject) = subject_opt {
+            if let Some(mode) = self.store.mode(Some(subject)).await? {
+                return Ok(mode);
+            }
+            if !default_to_global {
+                return Err(RegistryError::SubjectModeNotConfigured(subject.to_owned()));
+            }
+        }
+        Ok(self.store.mode(None).await?.unwrap_or(Mode::ReadWrite))
+    }
+
+    /// Sets a mode. IMPORT over existing schemas needs `force` (ids could collide), as Confluent.
+    pub async fn set_mode(&self, subject_opt: Option<&str>, mode: Mode, force: bool) -> Result<()> {
+        if mode == Mode::Import && !force {
+            let occupied = match subject_opt {
+                Some(subject) => !self.store.versions(subject).await?.is_empty(),
+                None => !self.store.subjects(true).await?.is_empty(),
+            };
+            if occupied {
+                return Err(RegistryError::OperationNotPermitted(
+                    "cannot import since found existing subjects; pass force=true to import into a registry or subject that holds schemas"
+                        .into(),
+                ));
+            }
+        }
+        self.store.set_mode(subject_opt, mode).await
+    }
+
+    /// Removes a subject's mode; returns the one in force before.
+    pub async fn delete_mode(&self, subject: &str) -> Result<Mode> {
+        let previous = self.mode(Some(subject), true).await?;
+        if self.store.delete_mode(Some(subject)).await?.is_none() && self.store.versions(subject).await?.is_empty() {
+            return Err(RegistryError::SubjectNotFound(subject.to_owned()));
+        }
+        Ok(previous)
+    }
+
+    async fn refuse_if_read_only(&self, subject: &str) -> Result<()> {
+        match self.mode(Some(subject), true).await? {
+            Mode::ReadOnly => Err(read_only(subject)),
+            _ => Ok(()),
+        }
+    }
+
     /// Compatibility messages of `text` against one version, or (selector `None`) against the
     /// live versions the subject's level names. Empty means compatible.
     pub async fn check_compatibility(
@@ -108,6 +221,10 @@ impl Registry {
         let Some(selector) = selector_opt else {
             return self.check(level, &candidate, &live).await;
         };
+        // As Confluent 6.1+: anything is compatible with the latest of nothing.
+        if live.is_empty() && selector == VersionSelector::Latest {
+            return Ok(Vec::new());
+        }
         if live.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
@@ -157,10 +274,12 @@ impl Registry {
     /// Soft-deletes every live version, or (permanent) removes a soft-deleted subject.
     /// Returns the affected versions.
     pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
+        self.refuse_if_read_only(subject).await?;
         let rows = self.store.versions(subject).await?;
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
+        self.refuse_if_referenced(subject, &rows.iter().map(|row| row.version).collect::<Vec<_>>()).await?;
         let live: Vec<u32> = rows.iter().filter(|row| !row.deleted).map(|row| row.version).collect();
         if permanent {
             if !live.is_empty() {
@@ -179,6 +298,7 @@ impl Registry {
 
     /// Soft-deletes one live version, or (permanent) removes a soft-deleted one.
     pub async fn delete_version(&self, subject: &str, selector: VersionSelector, permanent: bool) -> Result<u32> {
+        self.refuse_if_read_only(subject).await?;
         let rows = self.store.versions(subject).await?;
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
@@ -193,6 +313,7 @@ impl Registry {
             }
         };
         let version = row.version;
+        self.refuse_if_referenced(subject, &[version]).await?;
         match (permanent, row.deleted) {
             (true, false) => Err(RegistryError::VersionNotSoftDeleted { subject: subject.to_owned(), version }),
             (false, true) => Err(RegistryError::VersionSoftDeleted { subject: subject.to_owned(), version }),
@@ -302,6 +423,17 @@ impl Registry {
         }
         Ok(compat::check(level, &candidate.avro, &existing))
     }
+}
+
+/// An id and version a registration brings along (IMPORT mode).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Explicit {
+    pub id: Option<u32>,
+    pub version: Option<u32>,
+}
+
+fn read_only(subject: &str) -> RegistryError {
+    RegistryError::OperationNotPermitted(format!("subject {subject:?} is in read-only mode"))
 }
 
 /// The row `selector` names among `rows` (ascending); `Latest` is the last one.

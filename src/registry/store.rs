@@ -9,11 +9,10 @@
 //! - `insert_version` is the only write that can race with a compatibility check: it takes the
 //!   max version the caller checked against and reports `Conflict` if the subject moved on.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-
 use super::compat::CompatibilityLevel;
 use super::error::RegistryError;
+pub use super::memory::MemoryStore;
+use super::mode::Mode;
 use super::pg::PgStore;
 
 /// One version row of a subject.
@@ -167,120 +166,60 @@ impl Store {
             Store::Postgres(store) => store.delete_config(key).await,
         }
     }
-}
 
-/// Process-local store; everything is lost on restart.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    inner: Mutex<MemoryInner>,
-}
-
-#[derive(Debug, Default)]
-struct MemoryInner {
-    /// Index = id - 1.
-    schemas: Vec<StoredSchema>,
-    ids: HashMap<(String, String), u32>,
-    subjects: BTreeMap<String, Vec<VersionRow>>,
-    configs: HashMap<String, CompatibilityLevel>,
-}
-
-impl MemoryStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
-        // A panic while holding the lock cannot leave a half-written entry behind (every
-        // write is a single push/insert), so a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn schema_id(&self, text: &str, references_json: &str) -> u32 {
-        let mut inner = self.lock();
-        let key = (text.to_owned(), references_json.to_owned());
-        if let Some(id) = inner.ids.get(&key) {
-            return *id;
+    /// Schemas whose references text mentions `subject` (a superset of those referencing it;
+    /// the caller parses and matches exactly).
+    pub async fn schemas_mentioning(&self, subject: &str) -> Result<Vec<StoredSchema>> {
+        match self {
+            Store::Memory(store) => Ok(store.schemas_mentioning(subject)),
+            Store::Postgres(store) => store.schemas_mentioning(subject).await,
         }
-        let id = inner.schemas.len() as u32 + 1;
-        inner.schemas.push(StoredSchema { id, text: key.0.clone(), references_json: key.1.clone() });
-        inner.ids.insert(key, id);
-        id
     }
 
-    fn find_schema_id(&self, text: &str, references_json: &str) -> Option<u32> {
-        let key = (text.to_owned(), references_json.to_owned());
-        self.lock().ids.get(&key).copied()
+    /// Stores a schema under an explicit id (IMPORT mode). The id must be free or already hold
+    /// this very schema; the schema must not be stored under another id. Later allocated ids
+    /// continue above the highest id stored.
+    pub async fn insert_schema_with_id(&self, id: u32, text: &str, references_json: &str) -> Result<()> {
+        match self {
+            Store::Memory(store) => store.insert_schema_with_id(id, text, references_json),
+            Store::Postgres(store) => store.insert_schema_with_id(id, text, references_json).await,
+        }
     }
 
-    fn schema_by_id(&self, id: u32) -> Option<StoredSchema> {
-        let index = usize::try_from(id).ok()?.checked_sub(1)?;
-        self.lock().schemas.get(index).cloned()
+    /// Adds `version` of `subject` holding `schema_id` (IMPORT mode); the version must be free.
+    pub async fn insert_version_at(&self, subject: &str, version: u32, schema_id: u32) -> Result<()> {
+        match self {
+            Store::Memory(store) => store.insert_version_at(subject, version, schema_id),
+            Store::Postgres(store) => store.insert_version_at(subject, version, schema_id).await,
+        }
     }
 
-    fn subjects(&self, include_deleted: bool) -> Vec<String> {
-        self.lock()
-            .subjects
-            .iter()
-            .filter(|(_, rows)| rows.iter().any(|row| include_deleted || !row.deleted))
-            .map(|(subject, _)| subject.clone())
-            .collect()
+    /// The configured mode of `subject_opt` (`None` = global), if one was set.
+    pub async fn mode(&self, subject_opt: Option<&str>) -> Result<Option<Mode>> {
+        let key = subject_opt.unwrap_or("");
+        match self {
+            Store::Memory(store) => Ok(store.mode(key)),
+            Store::Postgres(store) => store.mode(key).await,
+        }
     }
 
-    fn versions(&self, subject: &str) -> Vec<VersionRow> {
-        self.lock().subjects.get(subject).cloned().unwrap_or_default()
-    }
-
-    fn usages(&self, id: u32) -> Vec<(String, VersionRow)> {
-        let inner = self.lock();
-        let mut found = Vec::new();
-        for (subject, rows) in &inner.subjects {
-            for row in rows.iter().filter(|row| row.schema_id == id) {
-                found.push((subject.clone(), *row));
+    pub async fn set_mode(&self, subject_opt: Option<&str>, mode: Mode) -> Result<()> {
+        let key = subject_opt.unwrap_or("");
+        match self {
+            Store::Memory(store) => {
+                store.set_mode(key, mode);
+                Ok(())
             }
-        }
-        found
-    }
-
-    fn insert_version(&self, subject: &str, schema_id: u32, checked_max_opt: Option<u32>) -> InsertOutcome {
-        let mut inner = self.lock();
-        let rows = inner.subjects.entry(subject.to_owned()).or_default();
-        if let Some(row) = rows.iter().find(|row| row.schema_id == schema_id && !row.deleted) {
-            return InsertOutcome::Existing(row.version);
-        }
-        let max_opt = rows.last().map(|row| row.version);
-        if max_opt != checked_max_opt {
-            return InsertOutcome::Conflict;
-        }
-        let version = max_opt.unwrap_or(0) + 1;
-        rows.push(VersionRow { version, schema_id, deleted: false });
-        InsertOutcome::Inserted(version)
-    }
-
-    fn soft_delete(&self, subject: &str, versions: &[u32]) {
-        if let Some(rows) = self.lock().subjects.get_mut(subject) {
-            rows.iter_mut().filter(|row| versions.contains(&row.version)).for_each(|row| row.deleted = true);
+            Store::Postgres(store) => store.set_mode(key, mode).await,
         }
     }
 
-    fn hard_delete(&self, subject: &str, versions: &[u32]) {
-        let mut inner = self.lock();
-        if let Some(rows) = inner.subjects.get_mut(subject) {
-            rows.retain(|row| !(row.deleted && versions.contains(&row.version)));
-            if rows.is_empty() {
-                inner.subjects.remove(subject);
-            }
+    /// Removes the configured mode; returns the removed one.
+    pub async fn delete_mode(&self, subject_opt: Option<&str>) -> Result<Option<Mode>> {
+        let key = subject_opt.unwrap_or("");
+        match self {
+            Store::Memory(store) => Ok(store.delete_mode(key)),
+            Store::Postgres(store) => store.delete_mode(key).await,
         }
-    }
-
-    fn config(&self, key: &str) -> Option<CompatibilityLevel> {
-        self.lock().configs.get(key).copied()
-    }
-
-    fn set_config(&self, key: &str, level: CompatibilityLevel) {
-        self.lock().configs.insert(key.to_owned(), level);
-    }
-
-    fn delete_config(&self, key: &str) -> Option<CompatibilityLevel> {
-        self.lock().configs.remove(key)
     }
 }
