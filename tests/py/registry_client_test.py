@@ -101,6 +101,38 @@ def main(url):
     fresh = AvroDeserializer(SchemaRegistryClient({"url": url}))
     check(fresh(payload, ctx) == record, "a cold deserializer resolves the id through the registry")
 
+    references_and_modes(url)
+
+
+def references_and_modes(url):
+    """The client's reference and mode calls, as Confluent answers them."""
+    from confluent_kafka.schema_registry import SchemaReference
+    client = SchemaRegistryClient({"url": url})
+    money = {"type": "record", "name": "Money", "namespace": "t.py",
+             "fields": [{"name": "cents", "type": "long"}]}
+    fee = {"type": "record", "name": "Fee", "namespace": "t.py", "fields": [{"name": "amount", "type": "t.py.Money"}]}
+    client.register_schema("py-money", avro(money))
+    ref = SchemaReference("t.py.Money", "py-money", 1)
+    fee_id = client.register_schema("py-fee", Schema(json.dumps(fee), "AVRO", [ref]))
+    check(client.get_referenced_by("py-money", 1) == [fee_id], "get_referenced_by lists the referencing schema id")
+    try:
+        client.delete_version("py-money", 1)
+        raise AssertionError("a referenced version was deleted")
+    except SchemaRegistryError as err:
+        check(err.http_status_code == 422 and err.error_code == 42206, f"deleting a referenced version is 42206 ({err.error_code})")
+
+    check(client.get_global_mode() == "READWRITE", "the global mode is READWRITE")
+    check(client.update_mode("py-money", "READONLY") == "READONLY", "update_mode sets a subject READONLY")
+    check(client.get_mode("py-money") == "READONLY", "get_mode reads it back")
+    try:
+        client.register_schema("py-money", avro({**money, "fields": money["fields"] + [{"name": "x", "type": "int", "default": 0}]}))
+        raise AssertionError("a READONLY subject accepted a registration")
+    except SchemaRegistryError as err:
+        check(err.http_status_code == 422 and err.error_code == 42205, f"a READONLY subject refuses registrations ({err.error_code})")
+    check(client.delete_mode("py-money") == "READONLY", "delete_mode answers the removed mode")
+    client.register_schema("py-money", avro({**money, "fields": money["fields"] + [{"name": "x", "type": "int", "default": 0}]}))
+    check(client.get_versions("py-money") == [1, 2], "the subject takes registrations again")
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
