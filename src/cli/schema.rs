@@ -32,6 +32,30 @@ pub enum SchemaAction {
     Diff(DiffArgs),
     /// Write the Markdown reference of every record and field.
     Docs(DocsArgs),
+    /// Write every live version of a registry (with ids) and its compatibility levels as JSON.
+    Export(ExportArgs),
+    /// Register an export's versions into a registry with their original ids and versions
+    /// (the target is put in IMPORT mode meanwhile, then back).
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Schema registry URL to read (overrides `registry.url`).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Where to write the export; `-` is stdout.
+    #[arg(long, short, default_value = "-")]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// An export written by `slate schema export`.
+    pub file: PathBuf,
+    /// Schema registry URL to write (overrides `registry.url`).
+    #[arg(long)]
+    pub registry: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -108,6 +132,8 @@ pub async fn run(config_path: Option<&Path>, args: SchemaArgs) -> anyhow::Result
         SchemaAction::Register(args) => register(config_path, args).await,
         SchemaAction::Diff(args) => diff(config_path, args).await,
         SchemaAction::Docs(args) => docs(config_path, args),
+        SchemaAction::Export(args) => export(config_path, args).await,
+        SchemaAction::Import(args) => import(config_path, args).await,
     }
 }
 
@@ -257,5 +283,31 @@ fn docs(config_path: Option<&Path>, args: DocsArgs) -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, markdown).with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("wrote {} ({} records)", args.out.display(), files.len());
+    Ok(())
+}
+
+async fn export(config_path: Option<&Path>, args: ExportArgs) -> anyhow::Result<()> {
+    let config = config_with(config_path, args.registry.as_deref())?;
+    let export = schema::transfer::export(&client(&config)?).await.with_context(|| format!("cannot export {}", config.registry.url))?;
+    let text = serde_json::to_string_pretty(&export)? + "\n";
+    if args.out == Path::new("-") {
+        print!("{text}");
+    } else {
+        std::fs::write(&args.out, text).with_context(|| format!("cannot write {}", args.out.display()))?;
+    }
+    let subjects: std::collections::BTreeSet<&str> = export.versions.iter().map(|v| v.subject.as_str()).collect();
+    eprintln!("exported {} version(s) of {} subject(s) from {}", export.versions.len(), subjects.len(), config.registry.url);
+    Ok(())
+}
+
+async fn import(config_path: Option<&Path>, args: ImportArgs) -> anyhow::Result<()> {
+    let config = config_with(config_path, args.registry.as_deref())?;
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let export: schema::transfer::Export =
+        serde_json::from_str(&text).with_context(|| format!("{} is not an export of `slate schema export`", args.file.display()))?;
+    let done = schema::transfer::import(&client(&config)?, &export)
+        .await
+        .with_context(|| format!("cannot import into {}", config.registry.url))?;
+    println!("imported {} version(s) of {} subject(s) into {} with their ids", done.versions, done.subjects, config.registry.url);
     Ok(())
 }

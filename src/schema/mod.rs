@@ -21,6 +21,7 @@ mod docs;
 mod git;
 mod lint;
 mod remote;
+pub mod transfer;
 mod walk;
 
 use std::fmt;

@@ -26,7 +26,7 @@ pub struct Registered {
 
 #[derive(Debug)]
 pub struct SchemaRegistry {
-    client: RegistryClient,
+    pub(super) client: RegistryClient,
 }
 
 #[derive(Deserialize)]
