@@ -9,7 +9,8 @@
 //! offsets against the end of its topics, telling "stuck" (behind) from "lost" (at the end while
 //! data is missing), and the tail of each role's log.
 //!
-//! Knobs: `TEST_CHAOS_REPS` (default 3 repetitions, each with its own seed, topics, database),
+//! Knobs: `TEST_CHAOS_REPS` (default 3 repetitions, each with its own seed, topics, database;
+//! all run, the test fails at the end naming the failed seeds),
 //! `TEST_CHAOS_SEED` (replay a failing seed), `TEST_CHAOS_SLATE_BIN` (run another build's roles).
 
 mod chaos_support;
@@ -37,11 +38,16 @@ const QUIET: Duration = Duration::from_secs(150);
 async fn every_sink_converges_after_kills_and_outages() {
     let reps: u64 = std::env::var("TEST_CHAOS_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let seed: u64 = std::env::var("TEST_CHAOS_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    // Every repetition runs even after one fails, so a run tells how often the scenario fails.
+    let mut failed = Vec::new();
     for rep in 0..reps {
         let seed = seed.wrapping_add(rep);
         println!("chaos repetition {}/{reps}: TEST_CHAOS_SEED={seed}", rep + 1);
-        with_pg_database("slate_chaos", move |db| repetition(seed, db)).await;
+        if tokio::spawn(with_pg_database("slate_chaos", move |db| repetition(seed, db))).await.is_err() {
+            failed.push(seed);
+        }
     }
+    assert!(failed.is_empty(), "{} of {reps} chaos repetitions failed (seeds {failed:?}; their reports are above)", failed.len());
 }
 
 async fn repetition(seed: u64, db_url: String) {

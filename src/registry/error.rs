@@ -38,6 +38,8 @@ pub enum RegistryError {
     ReferenceExists { subject: String, version: u32 },
     #[error("{0}")]
     IdDoesNotMatch(String),
+    #[error("invalid subject {0:?}: schema contexts (`:.context:subject`) are not supported by this registry; use a plain subject name")]
+    ContextNotSupported(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("invalid request body: {0}")]
@@ -73,6 +75,7 @@ impl RegistryError {
             Self::OperationNotPermitted(_) => 42205,
             Self::ReferenceExists { .. } => 42206,
             Self::IdDoesNotMatch(_) => 42207,
+            Self::ContextNotSupported(_) => 42208,
             Self::TooLarge(_) => 413,
             Self::BadRequest(_) => 400,
             Self::Unauthorized => 40101,

@@ -67,6 +67,8 @@ pub fn router(state: RegistryState) -> Router {
         .route("/subjects/{subject}/versions/{version}/schema", get(get_version_raw))
         .route("/subjects/{subject}/versions/{version}/referencedby", get(get_referenced_by))
         .route("/mode", get(get_global_mode).put(put_global_mode))
+        // Only the default context exists (see the README's differences from Confluent).
+        .route("/contexts", get(|| async { reply(json!(["."])) }))
         .route("/mode/{subject}", get(get_mode).put(put_mode).delete(delete_mode))
         .route("/config", get(get_global_config).put(put_global_config).delete(delete_global_config))
         .route("/config/{subject}", get(get_config).put(put_config).delete(delete_config))

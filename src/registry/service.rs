@@ -69,6 +69,10 @@ impl Registry {
     /// Registers `text` under `subject`; returns the global id (existing or new). `explicit`
     /// (id, version) is only accepted in IMPORT mode, where it is stored as given, unchecked.
     pub async fn register(&self, subject: &str, text: &str, refs: Vec<SchemaReference>, explicit: Explicit) -> Result<u32> {
+        // A context-qualified name would silently land in the one id space: refuse it instead.
+        if subject.starts_with(":.") {
+            return Err(RegistryError::ContextNotSupported(subject.to_owned()));
+        }
         let mode = self.mode(Some(subject), true).await?;
         match (mode, explicit.id) {
             (Mode::ReadOnly, _) => return Err(read_only(subject)),
