@@ -9,6 +9,7 @@
 //! converge to the source of truth.
 
 pub mod audit;
+mod codec;
 pub mod record;
 pub mod runner;
 pub mod search;

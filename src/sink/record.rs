@@ -1,6 +1,8 @@
 //! Enriched messages as sinks see them: Avro records (Confluent wire format, writer schema from
-//! the registry, read with the embedded schema so a newer writer still decodes) or tombstones.
+//! the registry, read with the embedded schema so a newer writer still decodes, and keeping the
+//! fields a newer writer added: see `codec.rs`) or tombstones.
 
+use super::codec::Codec;
 use crate::enrich::avro;
 use crate::enrich::output::{H_CHANGE_TYPE, H_EVENT_TS, H_EVENT_UUIDS, H_VERSION, split_uuids};
 use crate::event::{ChangeType, EntityKind};
@@ -47,18 +49,25 @@ pub enum RecordError {
 pub struct RecordDecoder {
     topic_prefix: String,
     registry: RegistryClient,
-    readers: HashMap<EntityKind, Schema>,
-    writers: Mutex<HashMap<u32, Arc<Schema>>>,
+    /// One codec per (writer schema id, entity), built on first use.
+    codecs: Mutex<HashMap<(u32, EntityKind), Arc<Codec>>>,
+}
+
+/// The embedded reader schema of each entity, parsed once per process.
+fn readers() -> &'static HashMap<EntityKind, Schema> {
+    static READERS: std::sync::OnceLock<HashMap<EntityKind, Schema>> = std::sync::OnceLock::new();
+    READERS.get_or_init(|| {
+        EntityKind::ALL
+            .iter()
+            .map(|k| (*k, Schema::parse_str(crate::schemas::entity_schema(*k)).expect("embedded schema parses")))
+            .collect()
+    })
 }
 
 impl RecordDecoder {
     pub fn new(topic_prefix: String, registry: RegistryClient) -> Self {
         avro::limit_allocations();
-        let readers = EntityKind::ALL
-            .iter()
-            .map(|k| (*k, Schema::parse_str(crate::schemas::entity_schema(*k)).expect("embedded schema parses")))
-            .collect();
-        Self { topic_prefix, registry, readers, writers: Mutex::new(HashMap::new()) }
+        Self { topic_prefix, registry, codecs: Mutex::new(HashMap::new()) }
     }
 
     pub async fn decode(&self, m: &OwnedMessage) -> Result<SinkRecord, RecordError> {
@@ -94,15 +103,9 @@ impl RecordDecoder {
             offset: m.offset(),
         };
         let Some(payload) = m.payload() else { return Ok(base) };
-        let (schema_id, mut body) = avro::decode(payload).map_err(|e| RecordError::Bad(e.to_string()))?;
-        let writer = self.writer(schema_id).await?;
-        let reader = &self.readers[&entity];
-        let value = apache_avro::reader::datum::GenericDatumReader::builder(&writer)
-            .reader_schema(reader)
-            .build()
-            .and_then(|r| r.read_value(&mut body))
-            .map_err(|e| RecordError::Bad(format!("avro body does not match schema {schema_id}: {e}")))?;
-        let json = to_json(value);
+        let (schema_id, body) = avro::decode(payload).map_err(|e| RecordError::Bad(e.to_string()))?;
+        let codec = self.codec(schema_id, entity).await?;
+        let json = codec.decode(body).map_err(|e| RecordError::Bad(format!("avro body does not match schema {schema_id}: {e}")))?;
         let version = json.get("version").and_then(Json::as_i64).ok_or_else(|| RecordError::Bad("record without a version".into()))?;
         let meta = json.get("_meta").cloned().unwrap_or(Json::Null);
         Ok(SinkRecord {
@@ -123,17 +126,19 @@ impl RecordDecoder {
         })
     }
 
-    async fn writer(&self, id: u32) -> Result<Arc<Schema>, RecordError> {
-        if let Some(w) = self.writers.lock().expect("writer cache lock poisoned").get(&id) {
-            return Ok(w.clone());
+    async fn codec(&self, id: u32, entity: EntityKind) -> Result<Arc<Codec>, RecordError> {
+        if let Some(c) = self.codecs.lock().expect("codec cache lock poisoned").get(&(id, entity)) {
+            return Ok(c.clone());
         }
         let fetched = self.registry.schema_by_id(id).await.map_err(|e| {
             if e.is_transient() { RecordError::Unavailable(e.to_string()) } else { RecordError::Bad(format!("writer schema {id}: {e}")) }
         })?;
-        let schema =
-            Arc::new(Schema::parse_str(&fetched.schema).map_err(|e| RecordError::Bad(format!("writer schema {id} does not parse: {e}")))?);
-        self.writers.lock().expect("writer cache lock poisoned").insert(id, schema.clone());
-        Ok(schema)
+        let writer = Schema::parse_str(&fetched.schema).map_err(|e| RecordError::Bad(format!("writer schema {id} does not parse: {e}")))?;
+        let codec = Codec::new(writer, &readers()[&entity])
+            .map_err(|e| RecordError::Bad(format!("writer schema {id} cannot be read as {entity}: {e}")))?;
+        let codec = Arc::new(codec);
+        self.codecs.lock().expect("codec cache lock poisoned").insert((id, entity), codec.clone());
+        Ok(codec)
     }
 }
 

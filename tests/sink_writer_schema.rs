@@ -1,0 +1,108 @@
+//! A schema owner adds an optional field to `Production` and a producer writes records with that
+//! newer writer schema (its id in the wire format). The search and audit sinks, built with the
+//! older embedded schema, keep the new field: it is in the search document's `_source` and in
+//! the audit payload (read with DuckDB), not dropped by Avro schema resolution.
+
+mod common;
+
+use common::*;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+use slate::config::AuditSinkConfig;
+use slate::enrich::avro::{self, Meta};
+use slate::enrich::fetch::Fetched;
+use slate::event::{ChangeType, EntityKind};
+use slate::metrics::Metrics;
+use slate::sink::{Sink, runner};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `Production` with one more optional field, as a schema owner would add it.
+fn production_v2() -> String {
+    let mut schema: Value = serde_json::from_str(slate::schemas::entity_schema(EntityKind::Production)).unwrap();
+    let fields = schema["fields"].as_array_mut().unwrap();
+    let at = fields.iter().position(|f| f["name"] == "_meta").unwrap();
+    fields.insert(at, json!({"name": "rating", "type": ["null", "string"], "default": null, "doc": "Audience rating."}));
+    schema.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_of_a_newer_writer_reaches_search_and_audit() {
+    let registry = TestRegistry::start().await;
+    let mut cfg = studio_config(&[ov("registry.url", format!("\"{}\"", registry.url)), ov("enricher.topic_partitions", 1)]);
+    cfg.sinks.topic_prefix = format!("{}.", unique("wide"));
+    cfg.sinks.group_prefix = format!("{}-", unique("group"));
+    cfg.sinks.dlq_topic = unique("dlq");
+    cfg.sinks.search.url = env("TEST_ES_URL");
+    cfg.sinks.search.index_prefix = format!("{}-", unique("wide"));
+    let audit_dir = std::env::temp_dir().join(unique("slate-wide-audit"));
+    let topic = format!("{}production.enriched", cfg.sinks.topic_prefix);
+
+    let text = production_v2();
+    let client = slate::enrich::registry_client(&cfg.registry).unwrap();
+    let id = client.register(&format!("{topic}-value"), &text, &[]).await.unwrap();
+    let schema = apache_avro::Schema::parse_str(&text).unwrap();
+    let body = json!({"title": "Wide", "status": "DEVELOPMENT", "genre": "drama", "currency": "USD", "budget_id": null,
+        "schedule_id": null, "rating": "PG-13"});
+    let fetched = Fetched { id: "prod-wide".into(), version: 3, body };
+    let uuid = uuid::Uuid::new_v4();
+    let meta = Meta {
+        event_uuid: uuid,
+        change_type: ChangeType::Update,
+        event_ts: 1_790_000_000_000,
+        fetched_at: 1_790_000_000_100,
+        coalesced_uuids: vec![uuid],
+    };
+    let payload = avro::encode(&schema, id, avro::to_record(&schema, &fetched, &meta).unwrap()).unwrap();
+
+    let sinks: Vec<Arc<dyn Sink>> = vec![
+        Arc::new(slate::sink::search::SearchSink::connect(&cfg.sinks.search).await.unwrap()),
+        Arc::new(slate::sink::audit::AuditSink::new(&AuditSinkConfig { dir: audit_dir.clone() }).unwrap()),
+    ];
+    let mut running = Vec::new();
+    for s in sinks {
+        running.push(runner::start(&cfg, s, Metrics::new()).await.unwrap());
+    }
+    let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).create().unwrap();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "slate-entity", value: Some("production") })
+        .insert(Header { key: "slate-version", value: Some("3") })
+        .insert(Header { key: "slate-change-type", value: Some("UPDATE") });
+    producer.send(FutureRecord::to(&topic).key("prod-wide").payload(&payload).headers(headers), Duration::from_secs(10)).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let doc_url = format!("{}/{}production/_doc/prod-wide", cfg.sinks.search.url, cfg.sinks.search.index_prefix);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let doc = loop {
+        let r = http.get(&doc_url).send().await.unwrap();
+        if r.status().is_success() {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "no search document within 60s");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(doc["_source"]["rating"], "PG-13", "{doc}");
+    assert_eq!(doc["_source"]["title"], "Wide", "{doc}");
+
+    let sql = format!("SELECT payload FROM read_parquet('{}/**/*.parquet', hive_partitioning=true)", audit_dir.display());
+    let script = format!("import duckdb, json\nfor (p,) in duckdb.sql({sql:?}).fetchall(): print(p)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let payload = loop {
+        let (ok, out, _) =
+            run_command(tokio::process::Command::new(env("TEST_PYTHON")).args(["-c", &script]), Duration::from_secs(60)).await;
+        if ok && !out.trim().is_empty() {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "no audit row within 60s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let row: Value = serde_json::from_str(payload.trim()).unwrap();
+    assert_eq!((row["rating"].clone(), row["version"].clone()), (json!("PG-13"), json!(3)), "{row}");
+
+    for r in running {
+        r.shutdown().await.unwrap();
+    }
+    registry.stop().await;
+    std::fs::remove_dir_all(&audit_dir).ok();
+}
