@@ -212,7 +212,7 @@ async fn repetition(seed: u64, db_url: String) {
                 progress.iter().filter(|(_, _, c, e)| c < e).map(|(t, p, c, e)| format!("{t}[{p}] {c}/{e}")).collect();
             diag += &format!("\n  {name}: ");
             diag += &if behind.is_empty() {
-                "every partition committed to its end (nothing left to read: missing data was LOST)".to_string()
+                "committed to the end of every partition: anything this group's sink lacks was LOST".to_string()
             } else {
                 format!("behind (STUCK), committed/end: {}", behind.join(", "))
             };

@@ -9,10 +9,10 @@
 //! Schemas handed to the readers live for the process (`Box::leak`): one per distinct writer
 //! schema id actually fetched from the registry, a bounded set.
 
-use super::record::to_json;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
-use serde_json::Value as Json;
+use apache_avro::types::Value;
+use serde_json::{Map, Value as Json, json};
 use std::collections::{HashMap, HashSet};
 
 pub struct Codec {
@@ -47,6 +47,31 @@ impl Codec {
             merge_missing(&mut json, written);
         }
         Ok(json)
+    }
+}
+
+/// Avro value → JSON, the shape every sink stores.
+pub fn to_json(v: Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => json!(b),
+        Value::Int(i) => json!(i),
+        Value::Long(l)
+        | Value::TimestampMillis(l)
+        | Value::TimestampMicros(l)
+        | Value::LocalTimestampMillis(l)
+        | Value::LocalTimestampMicros(l) => json!(l),
+        Value::Float(f) => json!(f),
+        Value::Double(d) => json!(d),
+        Value::String(s) | Value::Enum(_, s) => json!(s),
+        Value::Uuid(u) => json!(u.to_string()),
+        Value::Date(d) => json!(crate::time::format_date(d)),
+        Value::Union(_, inner) => to_json(*inner),
+        Value::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
+        Value::Map(m) => Json::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Value::Record(fields) => Json::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect::<Map<_, _>>()),
+        Value::Bytes(b) | Value::Fixed(_, b) => Json::Array(b.into_iter().map(|x| json!(x)).collect()),
+        other => json!(format!("{other:?}")),
     }
 }
 
@@ -110,7 +135,6 @@ fn has_fields_unknown_to(writer: &Schema, reader: &Schema) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apache_avro::types::Value;
 
     const V1: &str = r#"{"type":"record","name":"P","namespace":"t","fields":[{"name":"id","type":"string"},
         {"name":"lines","type":{"type":"array","items":{"type":"record","name":"L","fields":[{"name":"a","type":"long"}]}}}]}"#;

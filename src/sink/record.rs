@@ -8,10 +8,9 @@ use crate::enrich::output::{H_CHANGE_TYPE, H_EVENT_TS, H_EVENT_UUIDS, H_VERSION,
 use crate::event::{ChangeType, EntityKind};
 use crate::registry::RegistryClient;
 use apache_avro::Schema;
-use apache_avro::types::Value;
 use rdkafka::Message;
 use rdkafka::message::{Headers, OwnedMessage};
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -139,30 +138,5 @@ impl RecordDecoder {
         let codec = Arc::new(codec);
         self.codecs.lock().expect("codec cache lock poisoned").insert((id, entity), codec.clone());
         Ok(codec)
-    }
-}
-
-/// Avro value → JSON, the shape every sink stores.
-pub fn to_json(v: Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => json!(b),
-        Value::Int(i) => json!(i),
-        Value::Long(l)
-        | Value::TimestampMillis(l)
-        | Value::TimestampMicros(l)
-        | Value::LocalTimestampMillis(l)
-        | Value::LocalTimestampMicros(l) => json!(l),
-        Value::Float(f) => json!(f),
-        Value::Double(d) => json!(d),
-        Value::String(s) | Value::Enum(_, s) => json!(s),
-        Value::Uuid(u) => json!(u.to_string()),
-        Value::Date(d) => json!(crate::time::format_date(d)),
-        Value::Union(_, inner) => to_json(*inner),
-        Value::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
-        Value::Map(m) => Json::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
-        Value::Record(fields) => Json::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect::<Map<_, _>>()),
-        Value::Bytes(b) | Value::Fixed(_, b) => Json::Array(b.into_iter().map(|x| json!(x)).collect()),
-        other => json!(format!("{other:?}")),
     }
 }
