@@ -6,78 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
-use std::str::FromStr;
 use uuid::Uuid;
 
-/// The six entities of the studio-finance domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntityKind {
-    Production,
-    Talent,
-    Schedule,
-    Budget,
-    CashFlow,
-    Payment,
-}
-
-impl EntityKind {
-    pub const ALL: [EntityKind; 6] = [Self::Production, Self::Talent, Self::Schedule, Self::Budget, Self::CashFlow, Self::Payment];
-
-    /// snake_case name used in topics, events and config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Production => "production",
-            Self::Talent => "talent",
-            Self::Schedule => "schedule",
-            Self::Budget => "budget",
-            Self::CashFlow => "cash_flow",
-            Self::Payment => "payment",
-        }
-    }
-
-    /// Avro record name (namespace `studio.finance`) and file stem in `schemas/avro/`.
-    pub fn record_name(self) -> &'static str {
-        match self {
-            Self::Production => "Production",
-            Self::Talent => "Talent",
-            Self::Schedule => "Schedule",
-            Self::Budget => "Budget",
-            Self::CashFlow => "CashFlow",
-            Self::Payment => "Payment",
-        }
-    }
-
-    /// `<prefix><entity>.changes`, e.g. `studio.production.changes`.
-    pub fn changes_topic(self, prefix: &str) -> String {
-        format!("{prefix}{}.changes", self.as_str())
-    }
-}
-
-impl fmt::Display for EntityKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EntityKind {
-    type Err = DecodeError;
-    /// Accepts the snake_case name, its plural (CDC table names) and the record name.
-    fn from_str(s: &str) -> Result<Self, DecodeError> {
-        let lower = s.to_ascii_lowercase().replace('-', "_");
-        let singular = lower.strip_suffix('s').unwrap_or(&lower);
-        Self::ALL
-            .into_iter()
-            .find(|k| {
-                k.as_str() == lower
-                    || k.as_str() == singular
-                    || k.record_name().eq_ignore_ascii_case(&lower)
-                    || k.as_str().replace('_', "") == lower
-            })
-            .ok_or_else(|| DecodeError::UnknownEntity(s.to_string()))
-    }
-}
+pub use crate::catalogue::EntityName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -106,7 +37,7 @@ pub struct ChangeEvent {
     pub change_type: ChangeType,
     /// Milliseconds since the Unix epoch, UTC.
     pub ts: i64,
-    pub entity: EntityKind,
+    pub entity: EntityName,
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -134,14 +65,14 @@ pub enum DecodeError {
     MissingField(&'static str),
     #[error("invalid field `{field}`: {message}")]
     InvalidField { field: &'static str, message: String },
-    #[error("unknown entity '{0}'; expected one of production, talent, schedule, budget, cash_flow, payment")]
+    #[error("unknown entity '{0}': not in the catalogue (declare it under [catalogue.entities.<name>])")]
     UnknownEntity(String),
     #[error("unsupported CDC operation '{0}'; expected c, r, u or d")]
     UnsupportedOp(String),
 }
 
 impl ChangeEvent {
-    pub fn new(change_type: ChangeType, entity: EntityKind, id: impl Into<String>, ts: i64) -> Self {
+    pub fn new(change_type: ChangeType, entity: EntityName, id: impl Into<String>, ts: i64) -> Self {
         Self { uuid: Uuid::new_v4(), change_type, ts, entity, id: id.into(), source: None, version: None, trace: None }
     }
 
@@ -152,7 +83,7 @@ impl ChangeEvent {
     /// Decodes a JSON payload that is either a ChangeEvent or a Debezium-style CDC envelope.
     /// `key` is the Kafka key (CDC ids may live only there); `entity_hint` names the entity when
     /// the topic says it (a CDC table name is used otherwise).
-    pub fn decode_json(payload: &[u8], key: Option<&[u8]>, entity_hint: Option<EntityKind>) -> Result<Self, DecodeError> {
+    pub fn decode_json(payload: &[u8], key: Option<&[u8]>, entity_hint: Option<EntityName>) -> Result<Self, DecodeError> {
         if payload.len() > MAX_EVENT_BYTES {
             return Err(DecodeError::Oversized { len: payload.len(), max: MAX_EVENT_BYTES });
         }
@@ -199,7 +130,7 @@ fn is_cdc_envelope(value: &Value) -> bool {
 ///
 /// The uuid is derived from (entity, id, op, lsn) so that a replayed CDC record deduplicates
 /// like a redelivered event; the version is `source.lsn`.
-fn from_cdc(value: &Value, key: Option<&[u8]>, entity_hint: Option<EntityKind>) -> Result<ChangeEvent, DecodeError> {
+fn from_cdc(value: &Value, key: Option<&[u8]>, entity_hint: Option<EntityName>) -> Result<ChangeEvent, DecodeError> {
     let op = value.get("op").and_then(Value::as_str).ok_or(DecodeError::InvalidField { field: "op", message: "is not a string".into() })?;
     let change_type = match op {
         "c" | "r" => ChangeType::Create,
@@ -212,7 +143,7 @@ fn from_cdc(value: &Value, key: Option<&[u8]>, entity_hint: Option<EntityKind>) 
         Some(e) => e,
         None => {
             let table = source.and_then(|s| s.get("table")).and_then(Value::as_str).ok_or(DecodeError::MissingField("source.table"))?;
-            table.parse()?
+            table.parse().map_err(|e: crate::catalogue::UnknownEntity| DecodeError::UnknownEntity(e.0))?
         }
     };
     let id = id_from_key(key)
@@ -267,7 +198,7 @@ mod tests {
 
     #[test]
     fn change_event_round_trips_as_json() {
-        let mut e = ChangeEvent::new(ChangeType::Update, EntityKind::CashFlow, "cf-1", 1_700_000_000_000);
+        let mut e = ChangeEvent::new(ChangeType::Update, crate::studio::kind::CASH_FLOW, "cf-1", 1_700_000_000_000);
         e.trace = Some("00-abc-def-01".into());
         let bytes = e.to_json();
         let text = String::from_utf8(bytes.clone()).unwrap();
@@ -278,10 +209,10 @@ mod tests {
     #[test]
     fn entity_names_parse_in_all_spellings() {
         for s in ["cash_flow", "cash_flows", "CashFlow", "cashflow", "cash-flow"] {
-            assert_eq!(s.parse::<EntityKind>().unwrap(), EntityKind::CashFlow, "{s}");
+            assert_eq!(s.parse::<EntityName>().unwrap(), crate::studio::kind::CASH_FLOW, "{s}");
         }
-        assert_eq!("productions".parse::<EntityKind>().unwrap(), EntityKind::Production);
-        assert!(matches!("invoice".parse::<EntityKind>(), Err(DecodeError::UnknownEntity(_))));
+        assert_eq!("productions".parse::<EntityName>().unwrap(), crate::studio::kind::PRODUCTION);
+        assert!("invoice_never_declared".parse::<EntityName>().is_err());
     }
 
     #[test]
@@ -290,7 +221,7 @@ mod tests {
         let e = ChangeEvent::decode_json(env, None, None).unwrap();
         assert_eq!(
             (e.change_type, e.entity, e.id.as_str(), e.version, e.ts),
-            (ChangeType::Create, EntityKind::Production, "p-7", Some(4242), 1700000000123)
+            (ChangeType::Create, crate::studio::kind::PRODUCTION, "p-7", Some(4242), 1700000000123)
         );
         assert_eq!(e.source.as_deref(), Some("pg"));
         // Replaying the same CDC record yields the same uuid (so dedup sees a duplicate).
@@ -300,11 +231,11 @@ mod tests {
     #[test]
     fn debezium_delete_takes_id_from_key_or_before() {
         let env = br#"{"schema":{},"payload":{"before":{"id":9},"after":null,"op":"d","source":{"lsn":5},"ts_ms":1}}"#;
-        let e = ChangeEvent::decode_json(env, Some(br#"{"schema":{},"payload":{"id":12}}"#), Some(EntityKind::Payment)).unwrap();
+        let e = ChangeEvent::decode_json(env, Some(br#"{"schema":{},"payload":{"id":12}}"#), Some(crate::studio::kind::PAYMENT)).unwrap();
         assert_eq!((e.change_type, e.id.as_str()), (ChangeType::Delete, "12"));
-        let e = ChangeEvent::decode_json(env, None, Some(EntityKind::Payment)).unwrap();
+        let e = ChangeEvent::decode_json(env, None, Some(crate::studio::kind::PAYMENT)).unwrap();
         assert_eq!(e.id, "9");
-        let e = ChangeEvent::decode_json(env, Some(b"raw-key"), Some(EntityKind::Payment)).unwrap();
+        let e = ChangeEvent::decode_json(env, Some(b"raw-key"), Some(crate::studio::kind::PAYMENT)).unwrap();
         assert_eq!(e.id, "raw-key");
     }
 

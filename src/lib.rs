@@ -6,6 +6,7 @@
 
 pub mod analyst;
 pub mod bench;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -9,7 +9,7 @@
 //! producer of [`crate::kafka`], counting an event only once the broker acknowledged it.
 
 use crate::config::{Config, KafkaConfig, SourcesConfig};
-use crate::event::{ChangeEvent, ChangeType, EntityKind};
+use crate::event::{ChangeEvent, ChangeType, EntityName};
 use crate::kafka::{DeliveryFuture, ProduceError, Producer};
 use crate::progress::Progress;
 use serde::Serialize;
@@ -27,7 +27,7 @@ const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("cannot list {entity} ids at {url}: {message}")]
-    Source { entity: EntityKind, url: String, message: String },
+    Source { entity: EntityName, url: String, message: String },
     #[error("cannot reach the Kafka broker at {servers} (kafka.bootstrap_servers): {message}")]
     Broker { servers: String, message: String },
     #[error(
@@ -50,7 +50,7 @@ pub struct SourceIds {
 impl SourceIds {
     pub fn new(sources: &SourcesConfig) -> Result<Self, ReplayError> {
         let http = reqwest::Client::builder().timeout(sources.timeout).build().map_err(|e| ReplayError::Source {
-            entity: EntityKind::Production,
+            entity: crate::studio::kind::PRODUCTION,
             url: sources.graphql_endpoint.clone(),
             message: e.to_string(),
         })?;
@@ -58,7 +58,7 @@ impl SourceIds {
     }
 
     /// Up to [`PAGE`] ids after `after`; fewer means the listing is complete.
-    pub async fn page(&self, entity: EntityKind, after: Option<&str>) -> Result<Vec<String>, ReplayError> {
+    pub async fn page(&self, entity: EntityName, after: Option<&str>) -> Result<Vec<String>, ReplayError> {
         let url = &self.sources.graphql_endpoint;
         let fail = |message: String| ReplayError::Source { entity, url: url.clone(), message };
         let query = format!("query($entity: Entity!, $after: ID) {{ ids(entity: $entity, after: $after, first: {PAGE}) }}");
@@ -74,7 +74,7 @@ impl SourceIds {
     }
 
     /// Every live id of `entity`, counting each page on `progress`.
-    pub async fn all(&self, entity: EntityKind, progress: &Progress) -> Result<Vec<String>, ReplayError> {
+    pub async fn all(&self, entity: EntityName, progress: &Progress) -> Result<Vec<String>, ReplayError> {
         let mut ids: Vec<String> = Vec::new();
         loop {
             let page = self.page(entity, ids.last().map(String::as_str)).await?;
@@ -105,7 +105,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The enricher's input topic for `entity`, checked against `enricher.topics` when set.
-pub fn input_topic(cfg: &Config, entity: EntityKind) -> Result<String, ReplayError> {
+pub fn input_topic(cfg: &Config, entity: EntityName) -> Result<String, ReplayError> {
     let topic = entity.changes_topic(&cfg.enricher.input_topic_prefix);
     if !cfg.enricher.topics.is_empty() && !cfg.enricher.topics.contains(&topic) {
         return Err(ReplayError::NotAnInput { topic });
@@ -141,15 +141,15 @@ pub struct Republisher {
     prefix: String,
     run: Uuid,
     source: &'static str,
-    in_flight: VecDeque<(EntityKind, DeliveryFuture)>,
-    acked: BTreeMap<EntityKind, u64>,
+    in_flight: VecDeque<(EntityName, DeliveryFuture)>,
+    acked: BTreeMap<EntityName, u64>,
     progress: Progress,
 }
 
 impl Republisher {
     /// Checks the broker and the input topics of `entities`, then creates the producer.
     /// `source` goes into every event's `source` field (e.g. "slate-replay").
-    pub async fn connect(cfg: &Config, source: &'static str, entities: &[EntityKind]) -> Result<Self, ReplayError> {
+    pub async fn connect(cfg: &Config, source: &'static str, entities: &[EntityName]) -> Result<Self, ReplayError> {
         let topics = entities.iter().map(|e| input_topic(cfg, *e)).collect::<Result<Vec<_>, _>>()?;
         check_broker(&cfg.kafka, &topics, &cfg.enricher.input_topic_prefix).await?;
         let producer = Producer::try_new(&cfg.kafka, crate::metrics::Metrics::new())
@@ -171,7 +171,7 @@ impl Republisher {
     }
 
     /// The event published for (entity, id, type) in this run.
-    pub fn event(&self, change_type: ChangeType, entity: EntityKind, id: &str) -> ChangeEvent {
+    pub fn event(&self, change_type: ChangeType, entity: EntityName, id: &str) -> ChangeEvent {
         let mut event = ChangeEvent::new(change_type, entity, id, crate::time::now_millis());
         event.uuid = event_uuid(&self.run, change_type, entity, id);
         event.source = Some(self.source.to_string());
@@ -179,7 +179,7 @@ impl Republisher {
     }
 
     /// Enqueues one event (keyed by id); waits for acknowledgements when too many are pending.
-    pub async fn publish(&mut self, change_type: ChangeType, entity: EntityKind, id: &str) -> Result<(), ReplayError> {
+    pub async fn publish(&mut self, change_type: ChangeType, entity: EntityName, id: &str) -> Result<(), ReplayError> {
         while self.in_flight.len() >= MAX_IN_FLIGHT {
             self.ack_oldest().await?;
         }
@@ -217,7 +217,7 @@ impl Republisher {
         Ok(())
     }
 
-    fn count(&mut self, entity: EntityKind, outcome: Result<(i32, i64), ProduceError>) -> Result<(), ReplayError> {
+    fn count(&mut self, entity: EntityName, outcome: Result<(i32, i64), ProduceError>) -> Result<(), ReplayError> {
         match outcome {
             Ok(_) => {
                 *self.acked.entry(entity).or_default() += 1;
@@ -237,7 +237,7 @@ impl Republisher {
     }
 
     /// Acknowledged events so far, per entity.
-    pub fn acked(&self) -> &BTreeMap<EntityKind, u64> {
+    pub fn acked(&self) -> &BTreeMap<EntityName, u64> {
         &self.acked
     }
 
@@ -247,7 +247,7 @@ impl Republisher {
 }
 
 /// The uuid of the (entity, id, type) change in the run named `run`.
-pub fn event_uuid(run: &Uuid, change_type: ChangeType, entity: EntityKind, id: &str) -> Uuid {
+pub fn event_uuid(run: &Uuid, change_type: ChangeType, entity: EntityName, id: &str) -> Uuid {
     Uuid::new_v5(run, format!("{entity}/{}/{id}", change_type.as_str()).as_bytes())
 }
 
@@ -283,7 +283,7 @@ impl TokenBucket {
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
     /// Entities in order; empty means all six.
-    pub entities: Vec<EntityKind>,
+    pub entities: Vec<EntityName>,
     /// Events per second at most; 0 = unlimited.
     pub rate: u64,
     /// List and count only; publish nothing (and need no broker).
@@ -303,7 +303,7 @@ pub struct ReplaySummary {
     pub dry_run: bool,
     /// The rate cap, events/s (0 = unlimited).
     pub rate: u64,
-    pub entities: BTreeMap<EntityKind, EntityCounts>,
+    pub entities: BTreeMap<EntityName, EntityCounts>,
     pub listed: u64,
     pub published: u64,
     pub elapsed_ms: u64,
@@ -313,7 +313,7 @@ pub struct ReplaySummary {
 /// event is acknowledged.
 pub async fn run(cfg: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
     let started = Instant::now();
-    let mut entities: Vec<EntityKind> = if opts.entities.is_empty() { EntityKind::ALL.to_vec() } else { Vec::new() };
+    let mut entities: Vec<EntityName> = if opts.entities.is_empty() { cfg.entities().names() } else { Vec::new() };
     for e in &opts.entities {
         if !entities.contains(e) {
             entities.push(*e);
@@ -393,11 +393,11 @@ mod tests {
     fn uuids_are_stable_within_a_run_and_differ_between_runs() {
         let (run, other) = (Uuid::new_v4(), Uuid::new_v4());
         let u = |run: &Uuid, t, e, id| event_uuid(run, t, e, id);
-        let p = EntityKind::Production;
+        let p = crate::studio::kind::PRODUCTION;
         assert_eq!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, p, "prod-1"));
         assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, p, "prod-2"));
         assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Delete, p, "prod-1"));
-        assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, EntityKind::Talent, "prod-1"));
+        assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, crate::studio::kind::TALENT, "prod-1"));
         assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&other, ChangeType::Update, p, "prod-1"));
     }
 }

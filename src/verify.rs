@@ -11,9 +11,10 @@
 //! normal pipeline heals the sinks (at-least-once and version guards make that safe). Listing
 //! and publishing are shared with `slate replay` ([`crate::replay`]).
 
+use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::enrich::fetch::{Fetch, Sources};
-use crate::event::{ChangeType, EntityKind};
+use crate::event::{ChangeType, EntityName};
 use crate::progress::Progress;
 use crate::replay::{ReplayError, Republisher, SourceIds};
 use serde::Serialize;
@@ -104,7 +105,7 @@ pub fn compare(truth: &HashMap<String, Truth>, held: &HashMap<String, Held>) -> 
 /// fetched ids on `progress`.
 pub async fn source_truth(
     sources: &Sources,
-    entity: EntityKind,
+    entity: EntityName,
     ids: &[String],
     chunk: usize,
     progress: &Progress,
@@ -125,14 +126,14 @@ pub async fn source_truth(
 /// `quiet`.
 pub async fn reconcile(
     cfg: &Config,
-    held: &BTreeMap<EntityKind, HashMap<String, Held>>,
+    held: &BTreeMap<EntityName, HashMap<String, Held>>,
     sink: &str,
     quiet: bool,
-) -> Result<BTreeMap<EntityKind, EntityDrift>, VerifyError> {
-    let sources = Sources::try_new(&cfg.sources)?;
+) -> Result<BTreeMap<EntityName, EntityDrift>, VerifyError> {
+    let sources = Sources::try_new(&cfg.sources, cfg.entities())?;
     let lister = SourceIds::new(&cfg.sources)?;
     let mut report = BTreeMap::new();
-    for entity in EntityKind::ALL {
+    for entity in cfg.entities().names() {
         let empty = HashMap::new();
         let held = held.get(&entity).unwrap_or(&empty);
         let listing = Progress::stderr(format!("verify {sink} {entity}: source ids listed"), None, quiet);
@@ -151,8 +152,8 @@ pub async fn reconcile(
 /// Publishes one change event per drifted id to the enricher's input topics (UPDATE for
 /// missing and stale ids, DELETE for extra ones); returns how many the broker acknowledged.
 /// Progress on stderr unless `quiet`.
-pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>, quiet: bool) -> Result<usize, VerifyError> {
-    let entities: Vec<EntityKind> = drift.iter().filter(|(_, d)| !d.drifted.is_empty()).map(|(e, _)| *e).collect();
+pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityName, EntityDrift>, quiet: bool) -> Result<usize, VerifyError> {
+    let entities: Vec<EntityName> = drift.iter().filter(|(_, d)| !d.drifted.is_empty()).map(|(e, _)| *e).collect();
     if entities.is_empty() {
         return Ok(0);
     }
@@ -172,10 +173,10 @@ pub async fn repair(cfg: &Config, drift: &BTreeMap<EntityKind, EntityDrift>, qui
 }
 
 /// What the SQL sink holds: `id, version, deleted` of every row of each entity table.
-pub async fn held_sql(pool: &sqlx::PgPool) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
+pub async fn held_sql(pool: &sqlx::PgPool, catalogue: &Catalogue) -> Result<BTreeMap<EntityName, HashMap<String, Held>>, VerifyError> {
     use sqlx::Row;
     let mut out = BTreeMap::new();
-    for entity in EntityKind::ALL {
+    for entity in catalogue.names() {
         let rows = sqlx::query(sqlx::AssertSqlSafe(held_query(entity))).fetch_all(pool).await.map_err(sql_error)?;
         let held = rows.iter().map(|r| (r.get::<String, _>("id"), Held { version: r.get("version"), deleted: r.get("deleted") })).collect();
         out.insert(entity, held);
@@ -184,10 +185,13 @@ pub async fn held_sql(pool: &sqlx::PgPool) -> Result<BTreeMap<EntityKind, HashMa
 }
 
 /// [`held_sql`] for the SQL sink on SQLite (same tables; `deleted` is 0/1, read as a bool).
-pub async fn held_sqlite(pool: &sqlx::SqlitePool) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
+pub async fn held_sqlite(
+    pool: &sqlx::SqlitePool,
+    catalogue: &Catalogue,
+) -> Result<BTreeMap<EntityName, HashMap<String, Held>>, VerifyError> {
     use sqlx::Row;
     let mut out = BTreeMap::new();
-    for entity in EntityKind::ALL {
+    for entity in catalogue.names() {
         let rows = sqlx::query(sqlx::AssertSqlSafe(held_query(entity))).fetch_all(pool).await.map_err(sql_error)?;
         let held = rows.iter().map(|r| (r.get::<String, _>("id"), Held { version: r.get("version"), deleted: r.get("deleted") })).collect();
         out.insert(entity, held);
@@ -196,7 +200,7 @@ pub async fn held_sqlite(pool: &sqlx::SqlitePool) -> Result<BTreeMap<EntityKind,
 }
 
 /// Table names are the fixed snake_case entity names, never user input.
-fn held_query(entity: EntityKind) -> String {
+fn held_query(entity: EntityName) -> String {
     format!("SELECT id, version, deleted FROM {}", entity.as_str())
 }
 
@@ -209,8 +213,9 @@ fn sql_error(e: sqlx::Error) -> VerifyError {
 /// Progress on stderr (documents read per entity) unless `quiet`.
 pub async fn held_search(
     cfg: &crate::config::SearchSinkConfig,
+    catalogue: &Catalogue,
     quiet: bool,
-) -> Result<BTreeMap<EntityKind, HashMap<String, Held>>, VerifyError> {
+) -> Result<BTreeMap<EntityName, HashMap<String, Held>>, VerifyError> {
     let err = |message: String| VerifyError::Sink { sink: "search", message };
     let http = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| err(e.to_string()))?;
     // Bulk writes do not refresh; make every acknowledged write visible first.
@@ -220,7 +225,7 @@ pub async fn held_search(
     }
     refresh.send().await.and_then(|r| r.error_for_status()).map_err(|e| err(format!("refresh failed: {e}")))?;
     let mut out = BTreeMap::new();
-    for entity in EntityKind::ALL {
+    for entity in catalogue.names() {
         let index = format!("{}{}", cfg.index_prefix, entity.as_str());
         let progress = Progress::stderr(format!("verify search {entity}: documents read"), None, quiet);
         let mut held = HashMap::new();

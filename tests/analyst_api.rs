@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value as Json, json};
 use slate::analyst::{Analyst, AnalystError};
 use slate::config::{AuditSinkConfig, SecretUrl, SqlSinkConfig};
-use slate::event::{ChangeType, EntityKind};
+use slate::event::ChangeType;
 use slate::sink::audit::AuditSink;
 use slate::sink::sql::{SqlSink, SqliteSink};
 use slate::sink::{Sink, SinkRecord};
@@ -232,7 +232,7 @@ async fn depth_and_complexity_limits_reject_abusive_queries() {
 fn audit_record(id: &str, version: i64, deleted: bool, event_ts: i64, partition: i32, offset: i64) -> SinkRecord {
     let value = (!deleted).then(|| json!({"id": id, "version": version, "production_id": "prod-a", "currency": "USD"}));
     SinkRecord {
-        entity: EntityKind::Budget,
+        entity: slate::studio::kind::BUDGET,
         id: id.into(),
         version: Some(version),
         change_type: if deleted { ChangeType::Delete } else { ChangeType::Update },

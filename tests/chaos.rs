@@ -23,7 +23,7 @@ use enricher_support::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use slate::event::EntityKind;
+use slate::event::EntityName;
 use slate::metrics::Metrics;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -197,7 +197,7 @@ async fn repetition(seed: u64, db_url: String) {
     };
     if let Err(problems) = outcome {
         let topics = |suffix: &str, prefix: &str| -> Vec<String> {
-            EntityKind::ALL.iter().map(|k| format!("{prefix}{}.{suffix}", k.as_str())).collect()
+            slate::studio::kind::ALL.iter().map(|k| format!("{prefix}{}.{suffix}", k.as_str())).collect()
         };
         let mut diag = String::new();
         for (group, topics) in [
@@ -234,7 +234,7 @@ async fn publish_poison(prefix: &str) {
     let producer: FutureProducer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).create().expect("poison producer");
     for i in 0..POISON {
-        let topic = EntityKind::ALL[i % EntityKind::ALL.len()].changes_topic(prefix);
+        let topic = slate::studio::kind::ALL[i % slate::studio::kind::ALL.len()].changes_topic(prefix);
         let payload = match i % 4 {
             0 => "not json".to_string(),
             1 => r#"{"uuid":"not-a-uuid","type":"UPDATE"}"#.to_string(),
@@ -265,7 +265,7 @@ async fn check(
     if poison != POISON {
         note(format!("{poison} undecodable messages on the change topics, expected {POISON}"), String::new());
     }
-    let mut ids: BTreeMap<EntityKind, HashSet<String>> = BTreeMap::new();
+    let mut ids: BTreeMap<EntityName, HashSet<String>> = BTreeMap::new();
     for e in &events {
         ids.entry(e.entity).or_default().insert(e.id.clone());
     }

@@ -4,7 +4,7 @@
 
 use apache_avro::Schema;
 use apache_avro::schema::{RecordField, RecordSchema};
-use slate::event::EntityKind;
+use slate::event::EntityName;
 use std::collections::BTreeSet;
 
 fn load(name: &str) -> (serde_json::Value, Schema) {
@@ -56,7 +56,7 @@ fn change_event_schema_matches_the_rust_type() {
     assert_eq!(r.name.fullname(None), "studio.finance.ChangeEvent");
     let names = field_names(&r.fields);
     // The JSON encoding of slate's ChangeEvent uses the same names.
-    let mut e = slate::event::ChangeEvent::new(slate::event::ChangeType::Create, EntityKind::Budget, "b", 1);
+    let mut e = slate::event::ChangeEvent::new(slate::event::ChangeType::Create, slate::studio::kind::BUDGET, "b", 1);
     e.source = Some("s".into());
     e.version = Some(1);
     e.trace = Some("t".into());
@@ -66,11 +66,11 @@ fn change_event_schema_matches_the_rust_type() {
 
 #[test]
 fn entity_schemas_are_documented_and_shaped_alike() {
-    for kind in EntityKind::ALL {
-        let (json, schema) = load(kind.record_name());
-        assert_documented(kind.record_name(), &json);
+    for kind in slate::studio::kind::ALL {
+        let (json, schema) = load(&record_name(kind));
+        assert_documented(&record_name(kind), &json);
         let r = record(&schema);
-        assert_eq!(r.name.fullname(None), format!("studio.finance.{}", kind.record_name()));
+        assert_eq!(r.name.fullname(None), format!("studio.finance.{}", record_name(kind)));
         let names: Vec<_> = r.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(&names[..2], ["id", "version"], "{kind}");
         assert_eq!(names.last(), Some(&"_meta"), "{kind}");
@@ -84,8 +84,8 @@ fn entity_schemas_are_documented_and_shaped_alike() {
 }
 
 /// Business fields of an entity: all but id, version and _meta.
-fn business_fields(kind: EntityKind) -> BTreeSet<String> {
-    let (_, schema) = load(kind.record_name());
+fn business_fields(kind: EntityName) -> BTreeSet<String> {
+    let (_, schema) = load(&record_name(kind));
     record(&schema).fields.iter().map(|f| f.name.clone()).filter(|n| !["id", "version", "_meta"].contains(&n.as_str())).collect()
 }
 
@@ -102,8 +102,8 @@ async fn graphql_fields_match_the_avro_records() {
     .unwrap();
     let studio = slate::studio::server::start(&cfg, slate::metrics::Metrics::new()).await.unwrap();
     let http = reqwest::Client::new();
-    for kind in EntityKind::ALL {
-        let q = format!(r#"{{ __type(name: "{}") {{ fields {{ name }} }} }}"#, kind.record_name());
+    for kind in slate::studio::kind::ALL {
+        let q = format!(r#"{{ __type(name: "{}") {{ fields {{ name }} }} }}"#, record_name(kind));
         let r: serde_json::Value = http
             .post(format!("http://{}/graphql", studio.http_addr))
             .json(&serde_json::json!({ "query": q }))
@@ -120,7 +120,7 @@ async fn graphql_fields_match_the_avro_records() {
             .map(|f| f["name"].as_str().unwrap().to_string())
             .filter(|n| n != "id" && n != "version")
             .collect();
-        assert_eq!(gql, business_fields(kind), "GraphQL type {} vs {}.avsc", kind.record_name(), kind.record_name());
+        assert_eq!(gql, business_fields(kind), "GraphQL type {} vs {}.avsc", record_name(kind), record_name(kind));
     }
     studio.shutdown().await;
 }
@@ -128,12 +128,17 @@ async fn graphql_fields_match_the_avro_records() {
 #[test]
 fn proto_messages_match_the_avro_records() {
     let proto = std::fs::read_to_string("schemas/proto/studio.proto").unwrap();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let start =
-            proto.find(&format!("message {} {{", kind.record_name())).unwrap_or_else(|| panic!("no proto message {}", kind.record_name()));
+            proto.find(&format!("message {} {{", record_name(kind))).unwrap_or_else(|| panic!("no proto message {}", record_name(kind)));
         let body = &proto[start..start + proto[start..].find('}').unwrap()];
         let fields: BTreeSet<String> =
             body.lines().skip(1).filter_map(|l| l.split('=').next()?.split_whitespace().last().map(str::to_string)).collect();
-        assert_eq!(fields, business_fields(kind), "proto message {}", kind.record_name());
+        assert_eq!(fields, business_fields(kind), "proto message {}", record_name(kind));
     }
+}
+
+/// `Production` for `production`: the studio's record names are the Pascal-cased entity names.
+fn record_name(kind: slate::event::EntityName) -> String {
+    slate::catalogue::pascal_case(kind.as_str())
 }

@@ -13,7 +13,7 @@ mod harness;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use slate::enrich::avro;
-use slate::event::{ChangeEvent, ChangeType, EntityKind};
+use slate::event::{ChangeEvent, ChangeType};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
@@ -181,7 +181,7 @@ fn seed_corpus_is_current() {
         source: Some("studio".into()),
         version: Some(12),
         trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-        ..event(ChangeType::Update, EntityKind::CashFlow, "cf-000001")
+        ..event(ChangeType::Update, slate::studio::kind::CASH_FLOW, "cf-000001")
     };
     let frame = |schema_id: u32, datum: Vec<u8>| [&[0u8][..], &schema_id.to_be_bytes(), &datum].concat();
     let written = |schema_id: u32, fields: Vec<(&str, Value)>| {
@@ -201,7 +201,7 @@ fn seed_corpus_is_current() {
     let cdc_update = [&[0x10, 2, 4, 0][..], b"\x05cf-01", &[0], &42i64.to_le_bytes(), &[0], &ts, b"\x06studio", b"\x01\x05cf-01", &[6]];
     #[rustfmt::skip]
     let seeds: Vec<(&str, &str, Vec<u8>)> = vec![
-        ("decode_json", "ok-event", event(ChangeType::Create, EntityKind::Talent, "tal-000001").to_json()),
+        ("decode_json", "ok-event", event(ChangeType::Create, slate::studio::kind::TALENT, "tal-000001").to_json()),
         ("decode_json", "ok-event-full", full.to_json()),
         ("decode_json", "ok-debezium-create",
             br#"{"before":null,"after":{"id":"p-7","title":"X"},"op":"c","source":{"lsn":4242,"table":"productions","name":"pg"},"ts_ms":1700000000123}"#.to_vec()),
@@ -212,7 +212,7 @@ fn seed_corpus_is_current() {
         ("decode_json", "bad-unknown-entity",
             br#"{"uuid":"8c1f4c7e-3d6a-4a53-9a53-2b8f1d8b0b11","type":"UPDATE","ts":1,"entity":"invoice","id":"1"}"#.to_vec()),
         ("decode_json", "bad-unsupported-op", br#"{"op":"t","before":null,"after":null,"ts_ms":1}"#.to_vec()),
-        ("avro_framing", "ok-writer0-create", frame(0, avro::change_event_datum(&event(ChangeType::Create, EntityKind::Production, "prod-000001")).unwrap())),
+        ("avro_framing", "ok-writer0-create", frame(0, avro::change_event_datum(&event(ChangeType::Create, slate::studio::kind::PRODUCTION, "prod-000001")).unwrap())),
         ("avro_framing", "ok-writer0-full", frame(4, avro::change_event_datum(&full).unwrap())),
         ("avro_framing", "ok-writer1-old", written(1, vec![
             ("uuid", Value::Uuid(uuid)), ("type", Value::Enum(2, "DELETE".into())), ("ts", Value::TimestampMillis(5)),

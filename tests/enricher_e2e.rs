@@ -7,7 +7,6 @@ mod enricher_support;
 
 use common::*;
 use enricher_support::*;
-use slate::event::EntityKind;
 use slate::metrics::Metrics;
 use std::time::Duration;
 
@@ -42,8 +41,8 @@ async fn skewed_load_converges_to_the_source_of_truth() {
     assert_eq!(counter(&metrics, "slate_dead_lettered_total"), 0.0);
 
     // A consumer nobody here wrote decodes the records through the registry.
-    let topic = cfg.enricher.output_topic(EntityKind::CashFlow);
-    let want = studio_state(&studio.studio, &keys.iter().filter(|(k, _)| *k == EntityKind::CashFlow).cloned().collect());
+    let topic = cfg.enricher.output_topic(slate::studio::kind::CASH_FLOW);
+    let want = studio_state(&studio.studio, &keys.iter().filter(|(k, _)| *k == slate::studio::kind::CASH_FLOW).cloned().collect());
     let (ok, out, err) = run_command(
         tokio::process::Command::new(env("TEST_PYTHON")).args(["tests/py/read_avro.py", &kafka_bootstrap(), &topic, &registry.url, "30"]),
         Duration::from_secs(60),
@@ -53,7 +52,7 @@ async fn skewed_load_converges_to_the_source_of_truth() {
     let mut last = std::collections::BTreeMap::new();
     for line in out.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        last.insert((EntityKind::CashFlow, v["key"].as_str().unwrap().to_string()), v["value"]["version"].as_i64());
+        last.insert((slate::studio::kind::CASH_FLOW, v["key"].as_str().unwrap().to_string()), v["value"]["version"].as_i64());
         if let Some(value) = v["value"].as_object() {
             assert_eq!(value["_meta"]["change_type"], "UPDATE", "{line}");
             assert!(!value["months"].as_array().unwrap().is_empty(), "{line}");
@@ -73,7 +72,7 @@ async fn avro_change_events_are_decoded_through_the_registry() {
     let mut cfg = pipeline_config(&registry.url, &[ov("studio.publish", false)]);
     let studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();
     use_studio(&mut cfg, &studio);
-    let topic = EntityKind::Talent.changes_topic(&cfg.studio.topic_prefix);
+    let topic = slate::studio::kind::TALENT.changes_topic(&cfg.studio.topic_prefix);
     slate::kafka::ensure_topics(&cfg.kafka, std::slice::from_ref(&topic), 2, 1).await.unwrap();
     let metrics = Metrics::new();
     let enricher = slate::enrich::start(&cfg, metrics.clone()).await.unwrap();
@@ -83,14 +82,14 @@ async fn avro_change_events_are_decoded_through_the_registry() {
         slate::registry::RegistryClient::try_new(&registry.url, slate::registry::RegistryAuth::None, Duration::from_secs(5)).unwrap();
     let schema_id = client.register(&format!("{topic}-value"), slate::schemas::CHANGE_EVENT, &[]).await.unwrap();
     studio.studio.store.set_deal("tal-000001", "prod-000002", 123_456).unwrap();
-    let event = ChangeEvent::new(ChangeType::Update, EntityKind::Talent, "tal-000001", slate::time::now_millis());
+    let event = ChangeEvent::new(ChangeType::Update, slate::studio::kind::TALENT, "tal-000001", slate::time::now_millis());
     let mut framed = vec![0u8];
     framed.extend_from_slice(&schema_id.to_be_bytes());
     framed.extend_from_slice(&slate::enrich::avro::change_event_datum(&event).unwrap());
     let producer = slate::kafka::Producer::try_new(&cfg.kafka, Metrics::new()).unwrap();
     producer.send(&topic, b"tal-000001", Some(&framed), None).await.unwrap();
 
-    let keys: std::collections::BTreeSet<_> = [(EntityKind::Talent, "tal-000001".to_string())].into();
+    let keys: std::collections::BTreeSet<_> = [(slate::studio::kind::TALENT, "tal-000001".to_string())].into();
     wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(30)).await;
     assert_eq!(counter(&metrics, "slate_dead_lettered_total"), 0.0);
     enricher.shutdown().await;

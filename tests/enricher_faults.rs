@@ -6,7 +6,7 @@ mod enricher_support;
 use common::*;
 use enricher_support::*;
 use slate::enrich::fetch::{Fetch, FetchError, FetchReply, Sources};
-use slate::event::{ChangeEvent, ChangeType, EntityKind};
+use slate::event::{ChangeEvent, ChangeType, EntityName};
 use slate::kafka::Producer;
 use slate::metrics::Metrics;
 use std::collections::BTreeSet;
@@ -33,14 +33,14 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
     let mut cfg = pipeline_config(&registry.url, &[ov("studio.publish", false)]);
     let studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();
     use_studio(&mut cfg, &studio);
-    let topics: Vec<String> = EntityKind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
+    let topics: Vec<String> = slate::studio::kind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
     slate::kafka::ensure_topics(&cfg.kafka, &topics, 2, 1).await.unwrap();
     let metrics = Metrics::new();
     let enricher = slate::enrich::start(&cfg, metrics.clone()).await.unwrap();
     let producer = Producer::try_new(&cfg.kafka, Metrics::new()).unwrap();
-    let budgets = EntityKind::Budget.changes_topic(&cfg.studio.topic_prefix);
+    let budgets = slate::studio::kind::BUDGET.changes_topic(&cfg.studio.topic_prefix);
 
-    let valid = ChangeEvent::new(ChangeType::Update, EntityKind::Budget, "bud-000002", slate::time::now_millis());
+    let valid = ChangeEvent::new(ChangeType::Update, slate::studio::kind::BUDGET, "bud-000002", slate::time::now_millis());
     let cdc = br#"{"before":null,"after":{"id":"bud-000003"},"op":"u","source":{"lsn":77,"table":"budgets"},"ts_ms":1700000000000}"#;
     let poison: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
         ("garbage", Some(b"\xde\xad\xbe\xef not json".to_vec()), "not valid JSON"),
@@ -70,7 +70,8 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
         assert!(header(headers, "slate-source-offset").unwrap().parse::<i64>().is_ok());
     }
     // The valid JSON event and the CDC record after the poison were enriched.
-    let keys: BTreeSet<_> = [(EntityKind::Budget, "bud-000002".to_string()), (EntityKind::Budget, "bud-000003".to_string())].into();
+    let keys: BTreeSet<_> =
+        [(slate::studio::kind::BUDGET, "bud-000002".to_string()), (slate::studio::kind::BUDGET, "bud-000003".to_string())].into();
     wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(30)).await;
     assert_eq!(counter(&metrics, "slate_dead_lettered_total"), 5.0);
     enricher.shutdown().await;
@@ -99,7 +100,7 @@ async fn duplicates_and_reordering_converge_with_fewer_fetches() {
     let mut cfg = pipeline_config(&registry.url, &[ov("studio.publish", false), ov("enricher.batch_max_wait", "\"300ms\"")]);
     let studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();
     use_studio(&mut cfg, &studio);
-    let topics: Vec<String> = EntityKind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
+    let topics: Vec<String> = slate::studio::kind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
     slate::kafka::ensure_topics(&cfg.kafka, &topics, 2, 1).await.unwrap();
     let metrics = Metrics::new();
     let enricher = slate::enrich::start(&cfg, metrics.clone()).await.unwrap();
@@ -153,7 +154,7 @@ struct FailFor {
 impl Fetch for FailFor {
     fn fetch<'a>(
         &'a self,
-        entity: EntityKind,
+        entity: EntityName,
         ids: &'a [String],
     ) -> Pin<Box<dyn Future<Output = Result<FetchReply, FetchError>> + Send + 'a>> {
         if ids.contains(&self.poisoned) {
@@ -182,12 +183,15 @@ async fn a_failing_key_is_parked_then_dead_lettered_without_stalling_the_rest() 
     use_studio(&mut cfg, &studio);
     // The hottest production's budget: it changes often, so it is always in some chunk.
     let poisoned = "bud-000001".to_string();
-    let fetcher = Arc::new(FailFor { inner: Sources::try_new(&cfg.sources).unwrap(), poisoned: poisoned.clone() });
+    let fetcher = Arc::new(FailFor {
+        inner: Sources::try_new(&cfg.sources, &slate::catalogue::Catalogue::built_in()).unwrap(),
+        poisoned: poisoned.clone(),
+    });
     let metrics = Metrics::new();
     let enricher = slate::enrich::start_with(&cfg, metrics.clone(), fetcher).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.unwrap();
     let mut keys = changed_keys(&cfg, &studio_metrics).await;
-    assert!(keys.remove(&(EntityKind::Budget, poisoned.clone())), "the load mode changed the poisoned budget");
+    assert!(keys.remove(&(slate::studio::kind::BUDGET, poisoned.clone())), "the load mode changed the poisoned budget");
     // Everything else converges, including keys that shared a chunk with the poisoned one
     // (they come back through the retry topic).
     wait_converged(&cfg, &studio.studio, &keys, Duration::from_secs(60)).await;
@@ -270,7 +274,7 @@ async fn a_registry_outage_at_start_is_waited_out() {
     let mut cfg = pipeline_config(&url, &[ov("studio.publish", false)]);
     let studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();
     use_studio(&mut cfg, &studio);
-    let topics: Vec<String> = EntityKind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
+    let topics: Vec<String> = slate::studio::kind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
     slate::kafka::ensure_topics(&cfg.kafka, &topics, 2, 1).await.unwrap();
     let starting = tokio::spawn({
         let cfg = cfg.clone();

@@ -2,11 +2,10 @@
 //! same replies, byte-identical once encoded as Avro, and failures classify as transient or
 //! permanent as the enricher's retry policy expects.
 
-use apache_avro::Schema;
 use slate::config::{Config, EntitySourceConfig, FaultConfig, Protocol, SourcesConfig};
 use slate::enrich::avro::{Meta, encode, to_record};
 use slate::enrich::fetch::{Fetch, FetchError, FetchReply, Sources};
-use slate::event::{ChangeType, EntityKind};
+use slate::event::{ChangeType, EntityName};
 use slate::metrics::Metrics;
 use slate::studio::server::RunningStudio;
 use std::collections::BTreeMap;
@@ -42,20 +41,21 @@ fn sources_config(protocol: Protocol, http: SocketAddr, grpc: SocketAddr) -> Sou
 }
 
 fn sources(protocol: Protocol, studio: &RunningStudio) -> Sources {
-    Sources::try_new(&sources_config(protocol, studio.http_addr, studio.grpc_addr)).expect("sources build")
+    Sources::try_new(&sources_config(protocol, studio.http_addr, studio.grpc_addr), &slate::catalogue::Catalogue::built_in())
+        .expect("sources build")
 }
 
-fn with_entity(mut cfg: SourcesConfig, kind: EntityKind, entity: EntitySourceConfig) -> Sources {
-    cfg.entities = BTreeMap::from([(kind, entity)]);
-    Sources::try_new(&cfg).expect("sources build")
+fn with_entity(mut cfg: SourcesConfig, kind: EntityName, entity: EntitySourceConfig) -> Sources {
+    cfg.entities = BTreeMap::from([(kind.to_string(), entity)]);
+    Sources::try_new(&cfg, &slate::catalogue::Catalogue::built_in()).expect("sources build")
 }
 
-async fn fetch(sources: &Sources, kind: EntityKind, ids: &[String]) -> Result<FetchReply, FetchError> {
+async fn fetch(sources: &Sources, kind: EntityName, ids: &[String]) -> Result<FetchReply, FetchError> {
     bounded("fetch", sources.fetch(kind, ids)).await
 }
 
-fn encoded(kind: EntityKind, reply: &FetchReply) -> Vec<Vec<u8>> {
-    let schema = Schema::parse_str(slate::schemas::entity_schema(kind)).unwrap();
+fn encoded(kind: EntityName, reply: &FetchReply) -> Vec<Vec<u8>> {
+    let schema = slate::catalogue::Catalogue::example(kind).schema.clone();
     let meta = Meta {
         event_uuid: uuid::Uuid::from_u128(1),
         change_type: ChangeType::Update,
@@ -78,13 +78,13 @@ async fn graphql_and_grpc_return_the_same_current_state() {
     let studio = studio(FaultConfig::default()).await;
     let store = &studio.studio.store;
     // One deleted id of every entity: a production takes its budget, schedule and cash flow along.
-    let production = store.list_ids(EntityKind::Production, None, 1).remove(0);
+    let production = store.list_ids(slate::studio::kind::PRODUCTION, None, 1).remove(0);
     let mut changes = store.delete_production(&production).unwrap();
-    changes.extend(store.delete_talent(&store.list_ids(EntityKind::Talent, None, 1).remove(0)).unwrap());
-    changes.extend(store.delete_payment(&store.list_ids(EntityKind::Payment, None, 1).remove(0)).unwrap());
+    changes.extend(store.delete_talent(&store.list_ids(slate::studio::kind::TALENT, None, 1).remove(0)).unwrap());
+    changes.extend(store.delete_payment(&store.list_ids(slate::studio::kind::PAYMENT, None, 1).remove(0)).unwrap());
     let (graphql, grpc) = (sources(Protocol::Graphql, &studio), sources(Protocol::Grpc, &studio));
 
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let live = store.list_ids(kind, None, 3);
         assert_eq!(live.len(), 3, "{kind}: the seed has too few live ids");
         let delete = changes.iter().find(|c| c.entity == kind).unwrap_or_else(|| panic!("{kind}: nothing deleted"));
@@ -109,9 +109,9 @@ async fn graphql_and_grpc_return_the_same_current_state() {
 #[tokio::test(flavor = "multi_thread")]
 async fn studio_faults_are_transient() {
     let failing = studio(FaultConfig { error_rate: 1.0, ..FaultConfig::default() }).await;
-    let ids = failing.studio.store.list_ids(EntityKind::Budget, None, 2);
+    let ids = failing.studio.store.list_ids(slate::studio::kind::BUDGET, None, 2);
     for protocol in [Protocol::Graphql, Protocol::Grpc] {
-        let err = fetch(&sources(protocol, &failing), EntityKind::Budget, &ids).await.unwrap_err();
+        let err = fetch(&sources(protocol, &failing), slate::studio::kind::BUDGET, &ids).await.unwrap_err();
         assert!(matches!(err, FetchError::Unavailable(_)), "{protocol:?}: {err}");
     }
     failing.shutdown().await;
@@ -122,7 +122,9 @@ async fn studio_faults_are_transient() {
     for protocol in [Protocol::Graphql, Protocol::Grpc] {
         cfg.protocol = protocol;
         let started = std::time::Instant::now();
-        let err = fetch(&Sources::try_new(&cfg).unwrap(), EntityKind::Budget, &ids).await.unwrap_err();
+        let err = fetch(&Sources::try_new(&cfg, &slate::catalogue::Catalogue::built_in()).unwrap(), slate::studio::kind::BUDGET, &ids)
+            .await
+            .unwrap_err();
         assert!(err.is_transient(), "{protocol:?}: {err}");
         assert!(started.elapsed() < Duration::from_secs(5), "{protocol:?}: the client timeout was not applied");
     }
@@ -136,8 +138,8 @@ async fn nothing_listening_is_transient() {
         listener.local_addr().unwrap()
     };
     for protocol in [Protocol::Graphql, Protocol::Grpc] {
-        let sources = Sources::try_new(&sources_config(protocol, closed, closed)).unwrap();
-        let err = fetch(&sources, EntityKind::Talent, &["tal-000001".to_string()]).await.unwrap_err();
+        let sources = Sources::try_new(&sources_config(protocol, closed, closed), &slate::catalogue::Catalogue::built_in()).unwrap();
+        let err = fetch(&sources, slate::studio::kind::TALENT, &["tal-000001".to_string()]).await.unwrap_err();
         assert!(err.is_transient(), "{protocol:?}: {err}");
     }
 }
@@ -145,18 +147,20 @@ async fn nothing_listening_is_transient() {
 #[tokio::test(flavor = "multi_thread")]
 async fn misconfigured_sources_fail_permanently() {
     let studio = studio(FaultConfig::default()).await;
-    let ids = studio.studio.store.list_ids(EntityKind::Payment, None, 2);
+    let ids = studio.studio.store.list_ids(slate::studio::kind::PAYMENT, None, 2);
     let base = sources_config(Protocol::Graphql, studio.http_addr, studio.grpc_addr);
 
     let wrong_field = EntitySourceConfig {
         query: Some("query($ids: [ID!]!) { items: payments(ids: $ids) { id version no_such_field } }".into()),
         ..EntitySourceConfig::default()
     };
-    let err = fetch(&with_entity(base.clone(), EntityKind::Payment, wrong_field), EntityKind::Payment, &ids).await.unwrap_err();
+    let err =
+        fetch(&with_entity(base.clone(), slate::studio::kind::PAYMENT, wrong_field), slate::studio::kind::PAYMENT, &ids).await.unwrap_err();
     assert!(matches!(&err, FetchError::Rejected(m) if m.contains("no_such_field")), "{err}");
 
     let nowhere = EntitySourceConfig { response_path: Some("data.nowhere".into()), ..EntitySourceConfig::default() };
-    let err = fetch(&with_entity(base.clone(), EntityKind::Payment, nowhere), EntityKind::Payment, &ids).await.unwrap_err();
+    let err =
+        fetch(&with_entity(base.clone(), slate::studio::kind::PAYMENT, nowhere), slate::studio::kind::PAYMENT, &ids).await.unwrap_err();
     assert!(matches!(&err, FetchError::BadResponse(m) if m.contains("data.nowhere")), "{err}");
 
     // A custom query without tombstones is fine (deleted ids then read as missing)...
@@ -167,22 +171,25 @@ async fn misconfigured_sources_fail_permanently() {
         ),
         ..EntitySourceConfig::default()
     };
-    let reply = fetch(&with_entity(base.clone(), EntityKind::Payment, custom.clone()), EntityKind::Payment, &ids).await.unwrap();
+    let reply =
+        fetch(&with_entity(base.clone(), slate::studio::kind::PAYMENT, custom.clone()), slate::studio::kind::PAYMENT, &ids).await.unwrap();
     assert_eq!(reply.found.len(), 2);
     // ...unless a tombstones_path is configured and absent.
     let required = EntitySourceConfig { tombstones_path: Some("data.graves".into()), ..custom };
-    let err = fetch(&with_entity(base.clone(), EntityKind::Payment, required), EntityKind::Payment, &ids).await.unwrap_err();
+    let err =
+        fetch(&with_entity(base.clone(), slate::studio::kind::PAYMENT, required), slate::studio::kind::PAYMENT, &ids).await.unwrap_err();
     assert!(matches!(err, FetchError::BadResponse(_)), "{err}");
 
     let mut grpc_base = base.clone();
     grpc_base.protocol = Protocol::Grpc;
     let other_method = EntitySourceConfig { grpc_method: Some("/other.v1.Source/BatchGet".into()), ..EntitySourceConfig::default() };
-    let err = fetch(&with_entity(grpc_base, EntityKind::Payment, other_method), EntityKind::Payment, &ids).await.unwrap_err();
+    let err =
+        fetch(&with_entity(grpc_base, slate::studio::kind::PAYMENT, other_method), slate::studio::kind::PAYMENT, &ids).await.unwrap_err();
     assert!(matches!(&err, FetchError::Rejected(m) if m.contains("Unimplemented")), "{err}");
 
     let too_many: Vec<String> = (0..=slate::studio::MAX_IDS_PER_READ).map(|i| format!("pay-{i:06}")).collect();
     for protocol in [Protocol::Graphql, Protocol::Grpc] {
-        let err = fetch(&sources(protocol, &studio), EntityKind::Payment, &too_many).await.unwrap_err();
+        let err = fetch(&sources(protocol, &studio), slate::studio::kind::PAYMENT, &too_many).await.unwrap_err();
         assert!(matches!(err, FetchError::Rejected(_)), "{protocol:?}: {err}");
     }
     studio.shutdown().await;
@@ -238,15 +245,22 @@ async fn http_answers_classify() {
     ];
     for (status, body, expected) in cases {
         let (addr, _) = fake_graphql(status, body).await;
-        let err =
-            fetch(&Sources::try_new(&sources_config(Protocol::Graphql, addr, addr)).unwrap(), EntityKind::Payment, &ids).await.unwrap_err();
+        let err = fetch(
+            &Sources::try_new(&sources_config(Protocol::Graphql, addr, addr), &slate::catalogue::Catalogue::built_in()).unwrap(),
+            slate::studio::kind::PAYMENT,
+            &ids,
+        )
+        .await
+        .unwrap_err();
         assert!(expected(&err), "http {status} {body}: {err}");
     }
 
     let (addr, mut heads) = fake_graphql(200, r#"{"data":{"items":[{"id":"pay-000001","version":"3"}],"tombstones":[]}}"#).await;
     let mut cfg = sources_config(Protocol::Graphql, addr, addr);
     cfg.bearer_token = Some(slate::config::Secret::new("t0ken"));
-    let reply = fetch(&Sources::try_new(&cfg).unwrap(), EntityKind::Payment, &ids).await.unwrap();
+    let reply = fetch(&Sources::try_new(&cfg, &slate::catalogue::Catalogue::built_in()).unwrap(), slate::studio::kind::PAYMENT, &ids)
+        .await
+        .unwrap();
     assert_eq!((reply.found[0].version, reply.missing.len()), (3, 0));
     let head = bounded("request head", heads.recv()).await.unwrap();
     assert!(head.contains("authorization: bearer t0ken"), "{head}");

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use slate::event::{ChangeEvent, ChangeType, EntityKind};
+use slate::event::{ChangeEvent, ChangeType};
 use slate::metrics::Metrics;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -36,10 +36,10 @@ async fn studio() -> (slate::studio::server::RunningStudio, String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_publishes_one_acknowledged_update_per_source_id() {
     let (studio, graphql, prefix) = studio().await;
-    let topic = EntityKind::Production.changes_topic(&prefix);
+    let topic = slate::studio::kind::PRODUCTION.changes_topic(&prefix);
     let cfg = studio_config(&[]);
     slate::kafka::ensure_topics(&cfg.kafka, std::slice::from_ref(&topic), PARTITIONS, 1).await.unwrap();
-    let ids: BTreeSet<String> = studio.studio.store.list_ids(EntityKind::Production, None, usize::MAX).into_iter().collect();
+    let ids: BTreeSet<String> = studio.studio.store.list_ids(slate::studio::kind::PRODUCTION, None, usize::MAX).into_iter().collect();
     let n = ids.len() as u64;
     assert!(n >= 9, "the studio seeds productions: {ids:?}");
 
@@ -80,7 +80,7 @@ async fn replay_publishes_one_acknowledged_update_per_source_id() {
     let mut uuids = BTreeSet::new();
     for (key, payload, _) in records {
         let e = ChangeEvent::decode_json(&payload.expect("an event, not a tombstone"), Some(&key), None).expect("a change event");
-        assert_eq!((e.entity, e.change_type), (EntityKind::Production, ChangeType::Update), "{e:?}");
+        assert_eq!((e.entity, e.change_type), (slate::studio::kind::PRODUCTION, ChangeType::Update), "{e:?}");
         assert_eq!(key, e.id.as_bytes(), "keyed by id");
         assert_eq!(e.source.as_deref(), Some("slate-replay"));
         assert!(uuids.insert(e.uuid), "uuids are distinct: {e:?}");
@@ -95,7 +95,7 @@ async fn replay_fails_clearly_when_the_source_is_unreachable() {
     // Nothing listens on port 1 of the loopback.
     let url = "http://127.0.0.1:1/graphql";
     let prefix = format!("{}.", unique("replay"));
-    let topic = EntityKind::Production.changes_topic(&prefix);
+    let topic = slate::studio::kind::PRODUCTION.changes_topic(&prefix);
     slate::kafka::ensure_topics(&studio_config(&[]).kafka, std::slice::from_ref(&topic), PARTITIONS, 1).await.unwrap();
     for args in [&["--entity", "production", "--json"][..], &["--dry-run", "--json"][..]] {
         let (ok, out, err) = replay_cli(url, &kafka_bootstrap(), &prefix, args).await;

@@ -10,7 +10,7 @@ use common::*;
 use enricher_support::*;
 use serde_json::{Value, json};
 use slate::config::AuditSinkConfig;
-use slate::event::{ChangeEvent, ChangeType, EntityKind};
+use slate::event::{ChangeEvent, ChangeType, EntityName};
 use slate::metrics::Metrics;
 use slate::sink::audit::AuditSink;
 use slate::sink::{Sink, SinkError, SinkRecord, WriteOutcome};
@@ -77,7 +77,7 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
-fn record(entity: EntityKind, id: &str, (partition, offset): (i32, i64), uuids: &[Uuid], event_ts: i64) -> SinkRecord {
+fn record(entity: EntityName, id: &str, (partition, offset): (i32, i64), uuids: &[Uuid], event_ts: i64) -> SinkRecord {
     SinkRecord {
         entity,
         id: id.into(),
@@ -101,13 +101,13 @@ async fn rows_per_uuid_partitioned_by_entity_and_day_with_tombstones() {
     let dir = TempDir::new();
     let audit = sink(&dir.0);
     let u: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
-    let mut tombstone = record(EntityKind::Production, "prod-2", (0, 7), &u[4..5], DAY + MS_PER_DAY - 1);
+    let mut tombstone = record(slate::studio::kind::PRODUCTION, "prod-2", (0, 7), &u[4..5], DAY + MS_PER_DAY - 1);
     (tombstone.value, tombstone.version, tombstone.change_type) = (None, Some(9), ChangeType::Delete);
-    let mut no_uuid = record(EntityKind::Budget, "bud-9", (1, 8), &[], DAY);
+    let mut no_uuid = record(slate::studio::kind::BUDGET, "bud-9", (1, 8), &[], DAY);
     no_uuid.event_uuids.clear();
     let batch = vec![
-        record(EntityKind::Budget, "bud-1", (1, 5), &u[0..3], DAY + 10 * 3_600_000),
-        record(EntityKind::Production, "prod-1", (0, 6), &u[3..4], DAY + MS_PER_DAY),
+        record(slate::studio::kind::BUDGET, "bud-1", (1, 5), &u[0..3], DAY + 10 * 3_600_000),
+        record(slate::studio::kind::PRODUCTION, "prod-1", (0, 6), &u[3..4], DAY + MS_PER_DAY),
         tombstone,
         no_uuid,
     ];
@@ -190,7 +190,7 @@ fn replay_workload() -> Vec<SinkRecord> {
         for partition in [0, 3] {
             let n = 1 + (offset as usize + partition as usize) % 3;
             let uuids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
-            let kind = if offset % 2 == 0 { EntityKind::CashFlow } else { EntityKind::Payment };
+            let kind = if offset % 2 == 0 { slate::studio::kind::CASH_FLOW } else { slate::studio::kind::PAYMENT };
             let mut r = record(kind, &format!("id-{}", offset % 7), (partition, offset), &uuids, DAY + (offset % 3) * MS_PER_DAY);
             // One topic per entity, as on Kafka.
             r.topic = "slate.mixed.enriched".into();
@@ -257,7 +257,7 @@ async fn replays_with_other_batch_boundaries_never_duplicate_rows() {
 async fn io_errors_are_transient_and_name_the_path() {
     let dir = TempDir::new();
     let audit = sink(&dir.0);
-    let batch = [record(EntityKind::Budget, "bud-1", (0, 1), &[Uuid::new_v4()], DAY)];
+    let batch = [record(slate::studio::kind::BUDGET, "bud-1", (0, 1), &[Uuid::new_v4()], DAY)];
 
     // A file where the partition directory must go (as root, permissions cannot be used).
     let blocker = dir.0.join("entity=budget");
@@ -282,7 +282,7 @@ async fn io_errors_are_transient_and_name_the_path() {
 /// Every event uuid published on the studio's change topics.
 fn published_uuids(cfg: &slate::config::Config, studio_metrics: &Metrics) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let topic = kind.changes_topic(&cfg.studio.topic_prefix);
         let n = studio_metrics.produced_total.get_or_create(&slate::metrics::label("topic", topic.clone())).get() as usize;
         for (key, payload) in read_n(&topic, cfg.studio.topic_partitions, n, Duration::from_secs(30)) {
@@ -340,7 +340,7 @@ async fn pipeline_events_land_once_and_a_replay_adds_nothing() {
     let report = tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.expect("load finishes");
     assert_eq!(report.failures, 0);
     // Deletes too, so tombstones reach the audit trail.
-    let payments = studio.studio.store.list_ids(EntityKind::Payment, None, 3);
+    let payments = studio.studio.store.list_ids(slate::studio::kind::PAYMENT, None, 3);
     assert!(!payments.is_empty(), "the load created payments");
     for id in &payments {
         let changes = studio.studio.store.delete_payment(id).expect("delete");
@@ -401,7 +401,7 @@ async fn pipeline_events_land_once_and_a_replay_adds_nothing() {
     // Replay everything with a new consumer group and other batch boundaries.
     let enriched: usize = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
-        move || EntityKind::ALL.iter().map(|k| read_all(&cfg.enricher.output_topic(*k), cfg.enricher.topic_partitions).len()).sum()
+        move || slate::studio::kind::ALL.iter().map(|k| read_all(&cfg.enricher.output_topic(*k), cfg.enricher.topic_partitions).len()).sum()
     })
     .await
     .unwrap();

@@ -11,7 +11,7 @@ use common::*;
 use enricher_support::*;
 use serde_json::{Value as Json, json};
 use slate::config::SearchSinkConfig;
-use slate::event::{ChangeType, EntityKind};
+use slate::event::{ChangeType, EntityName};
 use slate::metrics::Metrics;
 use slate::sink::search::SearchSink;
 use slate::sink::{Sink, SinkError, SinkRecord};
@@ -33,7 +33,7 @@ fn meta() -> Json {
            "fetched_at": 1_700_000_000_100i64, "coalesced_uuids": []})
 }
 
-fn record(entity: EntityKind, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
+fn record(entity: EntityName, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
     SinkRecord {
         entity,
         id: id.into(),
@@ -51,16 +51,16 @@ fn record(entity: EntityKind, id: &str, version: Option<i64>, value: Option<Json
 fn production(id: &str, version: i64, title: &str) -> SinkRecord {
     let value = json!({"id": id, "version": version, "title": title, "status": "DEVELOPMENT", "genre": "drama",
                        "currency": "USD", "budget_id": null, "schedule_id": null, "_meta": meta()});
-    record(EntityKind::Production, id, Some(version), Some(value))
+    record(slate::studio::kind::PRODUCTION, id, Some(version), Some(value))
 }
 
 fn payment(id: &str, version: i64, amount: Json) -> SinkRecord {
     let value = json!({"id": id, "version": version, "production_id": "prod-000001", "talent_id": "tal-000001",
                        "amount": amount, "currency": "EUR", "status": "PENDING", "due_date": "2027-06-01", "_meta": meta()});
-    record(EntityKind::Payment, id, Some(version), Some(value))
+    record(slate::studio::kind::PAYMENT, id, Some(version), Some(value))
 }
 
-fn tombstone(entity: EntityKind, id: &str, version: Option<i64>) -> SinkRecord {
+fn tombstone(entity: EntityName, id: &str, version: Option<i64>) -> SinkRecord {
     record(entity, id, version, None)
 }
 
@@ -69,7 +69,7 @@ async fn write(sink: &SearchSink, batch: &[SinkRecord]) -> slate::sink::WriteOut
 }
 
 /// `(external _version, _source.version)` of a document, `None` when absent.
-async fn doc(sink: &SearchSink, kind: EntityKind, id: &str) -> Option<(i64, i64)> {
+async fn doc(sink: &SearchSink, kind: EntityName, id: &str) -> Option<(i64, i64)> {
     let r = reqwest::get(format!("{}/{}/_doc/{id}", es_url(), sink.index(kind))).await.expect("GET _doc");
     let v: Json = r.json().await.expect("json");
     if v["found"] != true {
@@ -78,7 +78,7 @@ async fn doc(sink: &SearchSink, kind: EntityKind, id: &str) -> Option<(i64, i64)
     Some((v["_version"].as_i64().unwrap(), v["_source"]["version"].as_i64().unwrap()))
 }
 
-async fn search(sink: &SearchSink, kind: EntityKind, query: Json) -> Vec<Json> {
+async fn search(sink: &SearchSink, kind: EntityName, query: Json) -> Vec<Json> {
     let http = reqwest::Client::new();
     let index = sink.index(kind);
     http.post(format!("{}/{index}/_refresh", es_url())).send().await.expect("refresh").error_for_status().expect("refresh ok");
@@ -89,7 +89,7 @@ async fn search(sink: &SearchSink, kind: EntityKind, query: Json) -> Vec<Json> {
 
 async fn drop_indices(sink: &SearchSink) {
     let http = reqwest::Client::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let _ = http.delete(format!("{}/{}", es_url(), sink.index(kind))).send().await;
     }
 }
@@ -97,11 +97,12 @@ async fn drop_indices(sink: &SearchSink) {
 #[tokio::test]
 async fn connect_creates_typed_mappings_and_is_repeatable() {
     let cfg = search_config(&es_url());
-    let sink = SearchSink::connect(&cfg).await.expect("connect");
-    let again = SearchSink::connect(&cfg).await.expect("connect to existing indices merges the mapping");
+    let sink = SearchSink::connect(&cfg, &slate::catalogue::Catalogue::built_in()).await.expect("connect");
+    let again =
+        SearchSink::connect(&cfg, &slate::catalogue::Catalogue::built_in()).await.expect("connect to existing indices merges the mapping");
     let m: Json =
-        reqwest::get(format!("{}/{}/_mapping", es_url(), sink.index(EntityKind::Production))).await.unwrap().json().await.unwrap();
-    let p = &m[sink.index(EntityKind::Production)]["mappings"]["properties"];
+        reqwest::get(format!("{}/{}/_mapping", es_url(), sink.index(slate::studio::kind::PRODUCTION))).await.unwrap().json().await.unwrap();
+    let p = &m[sink.index(slate::studio::kind::PRODUCTION)]["mappings"]["properties"];
     assert_eq!(p["title"]["type"], "text", "{m}");
     assert_eq!(p["title"]["fields"]["keyword"]["type"], "keyword", "{m}");
     assert_eq!(p["version"]["type"], "long", "{m}");
@@ -113,95 +114,102 @@ async fn connect_creates_typed_mappings_and_is_repeatable() {
 
 #[tokio::test]
 async fn older_versions_and_duplicates_never_overwrite_the_newer() {
-    let sink = SearchSink::connect(&search_config(&es_url())).await.expect("connect");
+    let sink = SearchSink::connect(&search_config(&es_url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     let o = write(&sink, &[production("p1", 3, "Third Cut")]).await;
     assert_eq!((o.applied, o.stale), (1, 0));
     let o = write(&sink, &[production("p1", 2, "Second Cut")]).await;
     assert_eq!((o.applied, o.stale, o.rejected.len()), (0, 1, 0), "v2 after v3 is stale, not an error");
     let o = write(&sink, &[production("p1", 3, "Third Cut"), production("p1", 3, "Third Cut")]).await;
     assert_eq!((o.applied, o.stale), (0, 2), "duplicates are stale");
-    assert_eq!(doc(&sink, EntityKind::Production, "p1").await, Some((3, 3)));
+    assert_eq!(doc(&sink, slate::studio::kind::PRODUCTION, "p1").await, Some((3, 3)));
 
     // Reordered within one batch: the newest wins whatever the order.
     let o = write(&sink, &[production("p2", 1, "a"), production("p2", 5, "e"), production("p2", 4, "d"), production("p2", 5, "e")]).await;
     assert_eq!((o.applied, o.stale), (2, 2));
-    assert_eq!(doc(&sink, EntityKind::Production, "p2").await, Some((5, 5)));
+    assert_eq!(doc(&sink, slate::studio::kind::PRODUCTION, "p2").await, Some((5, 5)));
     drop_indices(&sink).await;
 }
 
 #[tokio::test]
 async fn tombstones_delete_with_their_version() {
-    let sink = SearchSink::connect(&search_config(&es_url())).await.expect("connect");
+    let sink = SearchSink::connect(&search_config(&es_url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     let o = write(&sink, &[payment("pay-1", 2, json!(5000))]).await;
     assert_eq!(o.applied, 1);
-    let o = write(&sink, &[tombstone(EntityKind::Payment, "pay-1", Some(1))]).await;
+    let o = write(&sink, &[tombstone(slate::studio::kind::PAYMENT, "pay-1", Some(1))]).await;
     assert_eq!((o.applied, o.stale), (0, 1), "an older delete cannot remove a newer document");
-    assert_eq!(doc(&sink, EntityKind::Payment, "pay-1").await, Some((2, 2)));
-    let o = write(&sink, &[tombstone(EntityKind::Payment, "pay-1", Some(3))]).await;
+    assert_eq!(doc(&sink, slate::studio::kind::PAYMENT, "pay-1").await, Some((2, 2)));
+    let o = write(&sink, &[tombstone(slate::studio::kind::PAYMENT, "pay-1", Some(3))]).await;
     assert_eq!(o.applied, 1);
-    assert_eq!(doc(&sink, EntityKind::Payment, "pay-1").await, None);
+    assert_eq!(doc(&sink, slate::studio::kind::PAYMENT, "pay-1").await, None);
 
     // A stale index after the delete: real Elasticsearch answers 409 within index.gc_deletes;
     // noida-db keeps no delete tombstone and re-creates the document. Either way, replaying the
     // delete (which follows it on the enriched topic) ends with the document gone.
     let o = write(&sink, &[payment("pay-1", 2, json!(5000))]).await;
     assert_eq!(o.applied + o.stale, 1, "{o:?}");
-    let o = write(&sink, &[payment("pay-1", 2, json!(5000)), tombstone(EntityKind::Payment, "pay-1", Some(3))]).await;
+    let o = write(&sink, &[payment("pay-1", 2, json!(5000)), tombstone(slate::studio::kind::PAYMENT, "pay-1", Some(3))]).await;
     assert!(o.rejected.is_empty(), "{o:?}");
-    assert_eq!(doc(&sink, EntityKind::Payment, "pay-1").await, None, "converged to the delete");
+    assert_eq!(doc(&sink, slate::studio::kind::PAYMENT, "pay-1").await, None, "converged to the delete");
 
     // A tombstone without a version (an id the source never had) is a plain delete.
     write(&sink, &[payment("pay-2", 1, json!(1))]).await;
-    let o = write(&sink, &[tombstone(EntityKind::Payment, "pay-2", None), tombstone(EntityKind::Payment, "never", None)]).await;
+    let o = write(&sink, &[tombstone(slate::studio::kind::PAYMENT, "pay-2", None), tombstone(slate::studio::kind::PAYMENT, "never", None)])
+        .await;
     assert_eq!((o.applied, o.stale, o.rejected.len()), (2, 0, 0), "deleting an absent document is done, not an error");
-    assert_eq!(doc(&sink, EntityKind::Payment, "pay-2").await, None);
+    assert_eq!(doc(&sink, slate::studio::kind::PAYMENT, "pay-2").await, None);
     drop_indices(&sink).await;
 }
 
 #[tokio::test]
 async fn keyword_search_finds_a_production_by_title() {
-    let sink = SearchSink::connect(&search_config(&es_url())).await.expect("connect");
+    let sink = SearchSink::connect(&search_config(&es_url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     let batch =
         [production("prod-1", 1, "The Midnight Ledger"), production("prod-2", 4, "Harbor Lights"), production("prod-3", 2, "Ledger Zero")];
     assert_eq!(write(&sink, &batch).await.applied, 3);
-    let hits = search(&sink, EntityKind::Production, json!({"match": {"title": "harbor"}})).await;
+    let hits = search(&sink, slate::studio::kind::PRODUCTION, json!({"match": {"title": "harbor"}})).await;
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0]["_id"], "prod-2");
     assert_eq!(hits[0]["_source"]["version"], 4);
     assert_eq!(hits[0]["_version"], 4, "the external version is the source version");
-    let mut ids: Vec<_> =
-        search(&sink, EntityKind::Production, json!({"match": {"title": "ledger"}})).await.iter().map(|h| h["_id"].clone()).collect();
+    let mut ids: Vec<_> = search(&sink, slate::studio::kind::PRODUCTION, json!({"match": {"title": "ledger"}}))
+        .await
+        .iter()
+        .map(|h| h["_id"].clone())
+        .collect();
     ids.sort_by_key(|v| v.to_string());
     assert_eq!(ids, vec![json!("prod-1"), json!("prod-3")]);
-    let exact = search(&sink, EntityKind::Production, json!({"term": {"title.keyword": "Ledger Zero"}})).await;
+    let exact = search(&sink, slate::studio::kind::PRODUCTION, json!({"term": {"title.keyword": "Ledger Zero"}})).await;
     assert_eq!(exact.len(), 1);
     assert_eq!(exact[0]["_id"], "prod-3");
-    assert_eq!(search(&sink, EntityKind::Production, json!({"term": {"currency": "USD"}})).await.len(), 3, "keyword field");
+    assert_eq!(search(&sink, slate::studio::kind::PRODUCTION, json!({"term": {"currency": "USD"}})).await.len(), 3, "keyword field");
     drop_indices(&sink).await;
 }
 
 #[tokio::test]
 async fn a_value_that_does_not_fit_the_mapping_is_rejected_alone() {
-    let sink = SearchSink::connect(&search_config(&es_url())).await.expect("connect");
+    let sink = SearchSink::connect(&search_config(&es_url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     let batch = [payment("pay-1", 1, json!(100)), payment("pay-2", 1, json!("a lot")), payment("pay-3", 1, json!(300))];
     let o = write(&sink, &batch).await;
     assert_eq!(o.applied, 2, "{o:?}");
     assert_eq!(o.rejected.len(), 1, "{o:?}");
     assert_eq!(o.rejected[0].0, 1, "the index in the batch");
     assert!(o.rejected[0].1.contains("amount"), "the reason names the field: {}", o.rejected[0].1);
-    assert!(doc(&sink, EntityKind::Payment, "pay-1").await.is_some());
-    assert!(doc(&sink, EntityKind::Payment, "pay-3").await.is_some());
-    assert_eq!(doc(&sink, EntityKind::Payment, "pay-2").await, None);
+    assert!(doc(&sink, slate::studio::kind::PAYMENT, "pay-1").await.is_some());
+    assert!(doc(&sink, slate::studio::kind::PAYMENT, "pay-3").await.is_some());
+    assert_eq!(doc(&sink, slate::studio::kind::PAYMENT, "pay-2").await, None);
     drop_indices(&sink).await;
 }
 
 #[tokio::test]
 async fn a_large_batch_is_split_into_bounded_requests() {
-    let sink = SearchSink::connect(&search_config(&es_url())).await.expect("connect").with_max_bulk_bytes(2048);
+    let sink = SearchSink::connect(&search_config(&es_url()), &slate::catalogue::Catalogue::built_in())
+        .await
+        .expect("connect")
+        .with_max_bulk_bytes(2048);
     let batch: Vec<_> = (0..60).map(|i| production(&format!("prod-{i:03}"), 1, &format!("Title {i}"))).collect();
     let o = write(&sink, &batch).await;
     assert_eq!((o.applied, o.stale, o.rejected.len()), (60, 0, 0));
-    assert_eq!(search(&sink, EntityKind::Production, json!({"match_all": {}})).await.len(), 60);
+    assert_eq!(search(&sink, slate::studio::kind::PRODUCTION, json!({"match_all": {}})).await.len(), 60);
     drop_indices(&sink).await;
 }
 
@@ -212,7 +220,7 @@ async fn a_target_that_is_down_or_hangs_is_unavailable() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let cfg = search_config(&closed);
-    assert!(matches!(SearchSink::connect(&cfg).await, Err(SinkError::Unavailable(_))));
+    assert!(matches!(SearchSink::connect(&cfg, &slate::catalogue::Catalogue::built_in()).await, Err(SinkError::Unavailable(_))));
     let sink = SearchSink::try_new(&cfg).unwrap();
     assert!(matches!(sink.write(&[production("p1", 1, "t")]).await, Err(SinkError::Unavailable(_))));
 
@@ -291,7 +299,7 @@ async fn credentials_are_sent_and_refusals_are_fatal() {
     let mut cfg = search_config(&target.url);
     cfg.username = Some("slate".into());
     cfg.password = Some(slate::config::Secret::new("s3cret"));
-    let err = SearchSink::connect(&cfg).await.expect_err("refused");
+    let err = SearchSink::connect(&cfg, &slate::catalogue::Catalogue::built_in()).await.expect_err("refused");
     let SinkError::Fatal(msg) = &err else { panic!("401 must be fatal: {err:?}") };
     assert!(msg.contains("sinks.search.username") && msg.contains("sinks.search.password"), "{msg}");
     assert!(msg.contains("security_exception"), "{msg}");
@@ -340,9 +348,9 @@ async fn overload_and_failing_items_retry_the_whole_batch() {
 }
 
 /// `(entity, id) → version` of every document in the sink's indices.
-async fn search_state(sink: &SearchSink) -> BTreeMap<(EntityKind, String), Option<i64>> {
+async fn search_state(sink: &SearchSink) -> BTreeMap<(EntityName, String), Option<i64>> {
     let mut out = BTreeMap::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         for hit in search(sink, kind, json!({"match_all": {}})).await {
             let (id, version) = (hit["_id"].as_str().unwrap().to_string(), hit["_source"]["version"].as_i64());
             assert_eq!(hit["_version"].as_i64(), version, "external version = source version: {hit}");
@@ -376,7 +384,8 @@ async fn pipeline_converges_to_the_studio_and_a_replay_changes_nothing() {
     let mut studio = slate::studio::server::start(&cfg, studio_metrics.clone()).await.expect("studio starts");
     use_studio(&mut cfg, &studio);
     let enricher = slate::enrich::start(&cfg, Metrics::new()).await.expect("enricher starts");
-    let sink = Arc::new(SearchSink::connect(&cfg.sinks.search).await.expect("search sink connects"));
+    let sink =
+        Arc::new(SearchSink::connect(&cfg.sinks.search, &slate::catalogue::Catalogue::built_in()).await.expect("search sink connects"));
     let metrics = Metrics::new();
     let running = slate::sink::runner::start(&cfg, sink.clone(), metrics.clone()).await.expect("sink starts");
 
@@ -400,7 +409,7 @@ async fn pipeline_converges_to_the_studio_and_a_replay_changes_nothing() {
     // Replay every enriched topic from offset 0 in a new consumer group.
     let total: usize = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
-        move || EntityKind::ALL.iter().map(|k| read_all(&cfg.enricher.output_topic(*k), cfg.enricher.topic_partitions).len()).sum()
+        move || slate::studio::kind::ALL.iter().map(|k| read_all(&cfg.enricher.output_topic(*k), cfg.enricher.topic_partitions).len()).sum()
     })
     .await
     .unwrap();

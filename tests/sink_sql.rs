@@ -11,7 +11,7 @@ use enricher_support::*;
 use serde_json::json;
 use sink_support::*;
 use slate::config::{SecretUrl, SqlSinkConfig};
-use slate::event::EntityKind;
+use slate::event::EntityName;
 use slate::metrics::Metrics;
 use slate::sink::sql::SqlSink;
 use slate::sink::{Sink, SinkError, SinkRecord, WriteOutcome};
@@ -55,7 +55,7 @@ async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
         assert_eq!(write(&sink, &[p(3, 999)]).await, outcome(0, 1), "same version again is a duplicate");
         assert_eq!(payment_row(&pool, "pay-1").await, (3, false, Some(300)));
 
-        assert_eq!(write(&sink, &[tombstone(EntityKind::Payment, "pay-1", Some(4))]).await, outcome(1, 0));
+        assert_eq!(write(&sink, &[tombstone(slate::studio::kind::PAYMENT, "pay-1", Some(4))]).await, outcome(1, 0));
         assert_eq!(payment_row(&pool, "pay-1").await, (4, true, None), "versioned tombstone row");
         assert_eq!(write(&sink, &[p(3, 300)]).await, outcome(0, 1), "update older than the delete");
         assert_eq!(payment_row(&pool, "pay-1").await, (4, true, None));
@@ -68,8 +68,8 @@ async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
 
         // Without a version (the source never had the id): a live row is marked deleted at its
         // version; an unknown id gets a tombstone at version 0 that any real version replaces.
-        let unknown = || tombstone(EntityKind::Payment, "pay-2", None);
-        assert_eq!(write(&sink, &[tombstone(EntityKind::Payment, "pay-1", None), unknown()]).await, outcome(2, 0));
+        let unknown = || tombstone(slate::studio::kind::PAYMENT, "pay-2", None);
+        assert_eq!(write(&sink, &[tombstone(slate::studio::kind::PAYMENT, "pay-1", None), unknown()]).await, outcome(2, 0));
         assert_eq!(payment_row(&pool, "pay-1").await, (8, true, None));
         assert_eq!(payment_row(&pool, "pay-2").await, (0, true, None));
         assert_eq!(write(&sink, &[p(8, 800), unknown()]).await, outcome(0, 2));
@@ -90,7 +90,7 @@ async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
         assert_eq!(lines(pool.clone()).await, vec![("POST".to_string(), 5), ("MARKETING".to_string(), 7)]);
         write(&sink, &[budget("bud-1", 3, "prod-1", &[("ABOVE_THE_LINE", 9)])]).await;
         assert_eq!(lines(pool.clone()).await, vec![("ABOVE_THE_LINE".to_string(), 9)]);
-        write(&sink, &[tombstone(EntityKind::Budget, "bud-1", Some(4))]).await;
+        write(&sink, &[tombstone(slate::studio::kind::BUDGET, "bud-1", Some(4))]).await;
         assert!(lines(pool.clone()).await.is_empty());
     })
     .await;
@@ -112,7 +112,7 @@ async fn invalid_records_are_rejected_without_failing_the_batch() {
             bad_amount,
             production("prod-1", 1, "USD"),
             nul,
-            tombstone(EntityKind::Talent, "", Some(1)),
+            tombstone(slate::studio::kind::TALENT, "", Some(1)),
         ];
         let o = write(&sink, &batch).await;
         assert_eq!((o.applied, o.stale), (2, 0));
@@ -151,7 +151,7 @@ async fn views_answer_budget_vs_actuals_cash_flow_and_over_budget() {
             payment("pay-2", 1, "prod-1", 250_000, "PENDING", "USD"),
             payment("pay-3", 1, "prod-1", 999, "VOID", "USD"),
             payment("pay-4", 1, "prod-1", 100_000, "PAID", "USD"),
-            tombstone(EntityKind::Payment, "pay-4", Some(2)),
+            tombstone(slate::studio::kind::PAYMENT, "pay-4", Some(2)),
             payment("pay-5", 1, "prod-1", 50_000, "PAID", "EUR"),
             production("prod-2", 1, "USD"),
             budget("bud-2", 1, "prod-2", &[("PRODUCTION", 500_000)]),
@@ -163,7 +163,7 @@ async fn views_answer_budget_vs_actuals_cash_flow_and_over_budget() {
             cash_flow("cf-3", 1, "prod-3", &[("2027-01", 900)]),
             production("prod-4", 1, "USD"),
             budget("bud-4", 1, "prod-4", &[("POST", 10)]),
-            tombstone(EntityKind::Production, "prod-4", Some(2)),
+            tombstone(slate::studio::kind::PRODUCTION, "prod-4", Some(2)),
         ];
         let o = write(&sink, &batch).await;
         assert_eq!((o.applied, o.stale, o.rejected.len()), (18, 2, 0), "two rows superseded in the batch");
@@ -318,9 +318,9 @@ async fn database_outage_is_unavailable_then_the_same_batch_succeeds() {
 }
 
 /// (version, deleted) of every row of every entity table.
-async fn sql_state(pool: &PgPool) -> BTreeMap<(EntityKind, String), (i64, bool)> {
+async fn sql_state(pool: &PgPool) -> BTreeMap<(EntityName, String), (i64, bool)> {
     let mut out = BTreeMap::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let rows = sqlx::query(AssertSqlSafe(format!("SELECT id, version, deleted FROM {}", kind.as_str()))).fetch_all(pool).await.unwrap();
         for r in rows {
             out.insert((kind, r.get::<String, _>(0)), (r.get::<i64, _>(1), r.get::<bool, _>(2)));
@@ -332,8 +332,8 @@ async fn sql_state(pool: &PgPool) -> BTreeMap<(EntityKind, String), (i64, bool)>
 /// What the tables must hold for `keys`: the studio's current version, or its tombstone.
 fn wanted(
     studio: &slate::studio::Studio,
-    keys: &std::collections::BTreeSet<(EntityKind, String)>,
-) -> BTreeMap<(EntityKind, String), (i64, bool)> {
+    keys: &std::collections::BTreeSet<(EntityName, String)>,
+) -> BTreeMap<(EntityName, String), (i64, bool)> {
     keys.iter()
         .map(|(kind, id)| {
             let read = studio.store.batch_get(*kind, std::slice::from_ref(id));
@@ -347,7 +347,7 @@ fn wanted(
         .collect()
 }
 
-async fn wait_sql_converged(pool: &PgPool, want: &BTreeMap<(EntityKind, String), (i64, bool)>, within: Duration) {
+async fn wait_sql_converged(pool: &PgPool, want: &BTreeMap<(EntityName, String), (i64, bool)>, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let got = sql_state(pool).await;
@@ -419,7 +419,9 @@ async fn end_to_end_converges_after_a_crash_and_a_replay_changes_nothing() {
         // Replay everything from offset 0 in a new group: nothing changes, everything is stale.
         let num_enriched: usize = tokio::task::spawn_blocking({
             let cfg = cfg.clone();
-            move || EntityKind::ALL.iter().map(|k| read_all(&cfg.enricher.output_topic(*k), cfg.enricher.topic_partitions).len()).sum()
+            move || {
+                slate::studio::kind::ALL.iter().map(|k| read_all(&cfg.enricher.output_topic(*k), cfg.enricher.topic_partitions).len()).sum()
+            }
         })
         .await
         .unwrap();

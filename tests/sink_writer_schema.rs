@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use slate::config::AuditSinkConfig;
 use slate::enrich::avro::{self, Meta};
 use slate::enrich::fetch::Fetched;
-use slate::event::{ChangeType, EntityKind};
+use slate::event::ChangeType;
 use slate::metrics::Metrics;
 use slate::sink::{Sink, runner};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// `Production` with one more optional field, as a schema owner would add it.
 fn production_v2() -> String {
-    let mut schema: Value = serde_json::from_str(slate::schemas::entity_schema(EntityKind::Production)).unwrap();
+    let mut schema: Value = serde_json::from_str(&slate::catalogue::Catalogue::example(slate::studio::kind::PRODUCTION).text).unwrap();
     let fields = schema["fields"].as_array_mut().unwrap();
     let at = fields.iter().position(|f| f["name"] == "_meta").unwrap();
     fields.insert(at, json!({"name": "rating", "type": ["null", "string"], "default": null, "doc": "Audience rating."}));
@@ -57,7 +57,7 @@ async fn a_field_of_a_newer_writer_reaches_search_and_audit() {
     let payload = avro::encode(&schema, id, avro::to_record(&schema, &fetched, &meta).unwrap()).unwrap();
 
     let sinks: Vec<Arc<dyn Sink>> = vec![
-        Arc::new(slate::sink::search::SearchSink::connect(&cfg.sinks.search).await.unwrap()),
+        Arc::new(slate::sink::search::SearchSink::connect(&cfg.sinks.search, &slate::catalogue::Catalogue::built_in()).await.unwrap()),
         Arc::new(slate::sink::audit::AuditSink::new(&AuditSinkConfig { dir: audit_dir.clone() }).unwrap()),
     ];
     let mut running = Vec::new();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use slate::event::{ChangeEvent, ChangeType, EntityKind};
+use slate::event::{ChangeEvent, ChangeType};
 use slate::metrics::Metrics;
 use slate::proto::{BatchGetRequest, entity::Body, studio_source_client::StudioSourceClient};
 use std::time::Duration;
@@ -31,7 +31,7 @@ async fn launch_date_change_flows_to_kafka_and_both_apis() {
     assert_eq!(changes[1], serde_json::json!({"entity": "cash_flow", "id": "cf-000001", "type": "UPDATE", "version": 2}));
 
     // The events are on Kafka (acknowledged before the mutation returned), ID-only, keyed by id.
-    for (kind, id) in [(EntityKind::Schedule, "sch-000001"), (EntityKind::CashFlow, "cf-000001")] {
+    for (kind, id) in [(slate::studio::kind::SCHEDULE, "sch-000001"), (slate::studio::kind::CASH_FLOW, "cf-000001")] {
         let topic = kind.changes_topic(&cfg.studio.topic_prefix);
         let msgs = read_n(&topic, 2, 1, WAIT);
         assert_eq!(msgs[0].0, id.as_bytes());
@@ -66,7 +66,7 @@ async fn launch_date_change_flows_to_kafka_and_both_apis() {
     assert_eq!(slate::time::format_date(s.launch_date), "2031-03-01");
 
     // Third-party clients: Python confluent-kafka reads the event; grpcurl and curl query the APIs.
-    let topic = EntityKind::Schedule.changes_topic(&cfg.studio.topic_prefix);
+    let topic = slate::studio::kind::SCHEDULE.changes_topic(&cfg.studio.topic_prefix);
     let (ok, out, err) = run_command(
         tokio::process::Command::new(env("TEST_PYTHON")).args(["tests/py/read_events.py", &kafka_bootstrap(), &topic, "1"]),
         WAIT,
@@ -148,7 +148,9 @@ async fn create_and_delete_publish_every_touched_entity() {
     assert!(types.iter().all(|(_, t, v)| t == "DELETE" && *v == 2), "{types:?}");
 
     // Each of the four topics got CREATE then DELETE for its entity, in order (same key, same partition).
-    for kind in [EntityKind::Production, EntityKind::Budget, EntityKind::Schedule, EntityKind::CashFlow] {
+    for kind in
+        [slate::studio::kind::PRODUCTION, slate::studio::kind::BUDGET, slate::studio::kind::SCHEDULE, slate::studio::kind::CASH_FLOW]
+    {
         let msgs = read_n(&kind.changes_topic(&cfg.studio.topic_prefix), 2, 2, WAIT);
         let events: Vec<_> = msgs.iter().map(|(k, v)| ChangeEvent::decode_json(v.as_deref().unwrap(), Some(k), None).unwrap()).collect();
         assert_eq!(

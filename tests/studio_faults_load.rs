@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use slate::event::{ChangeEvent, EntityKind};
+use slate::event::ChangeEvent;
 use slate::kafka::{ProduceError, Producer};
 use slate::metrics::Metrics;
 use slate::proto::{BatchGetRequest, studio_source_client::StudioSourceClient};
@@ -79,7 +79,7 @@ async fn load_mode_publishes_every_mutation_with_skewed_keys() {
     let mut per_production: HashMap<String, usize> = HashMap::new();
     let mut total = 0;
     let mut counts = HashMap::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let topic = kind.changes_topic(&cfg.studio.topic_prefix);
         let acked = metrics.produced_total.get_or_create(&slate::metrics::label("topic", topic.clone())).get() as usize;
         counts.insert(kind, acked);
@@ -89,7 +89,7 @@ async fn load_mode_publishes_every_mutation_with_skewed_keys() {
         for (_, payload) in read_n(&topic, 2, acked, Duration::from_secs(30)) {
             let e = ChangeEvent::decode_json(&payload.unwrap(), None, None).unwrap();
             total += 1;
-            if matches!(kind, EntityKind::Budget | EntityKind::Schedule | EntityKind::CashFlow) {
+            if matches!(kind, slate::studio::kind::BUDGET | slate::studio::kind::SCHEDULE | slate::studio::kind::CASH_FLOW) {
                 *per_production.entry(e.id.split('-').nth(1).unwrap().to_string()).or_default() += 1;
             }
         }

@@ -10,7 +10,7 @@
 //! Input layouts:
 //! - `decode_json`: `payload [0x00 hint key…]`. A JSON payload never holds a raw NUL, so the
 //!   first NUL ends it; the byte after it picks the entity hint (`% 8`: 0..=5 the entities in
-//!   [`EntityKind::ALL`] order, 6 and 7 none) and the rest is the Kafka key. No NUL: no hint, no
+//!   [`slate::studio::kind::ALL`] order, 6 and 7 none) and the rest is the Kafka key. No NUL: no hint, no
 //!   key, so a plain JSON file is a valid input.
 //! - `avro_framing`: the Confluent frame itself. The schema id picks the writer schema (`% 4`,
 //!   see [`WRITERS`]), as the registry would.
@@ -21,7 +21,7 @@
 use apache_avro::Schema;
 use serde_json::{Value, json};
 use slate::enrich::avro;
-use slate::event::{ChangeEvent, EntityKind, MAX_EVENT_BYTES, MAX_ID_BYTES};
+use slate::event::{ChangeEvent, EntityName, MAX_EVENT_BYTES, MAX_ID_BYTES};
 use std::sync::LazyLock;
 
 /// Writer schemas a producer may register, selected by `schema_id % 4`.
@@ -75,7 +75,7 @@ pub fn decode_json(data: &[u8]) -> bool {
         Some(nul) => (&data[..nul], Some(&data[nul + 1..])),
         None => (data, None),
     };
-    let hint = trailer.and_then(|t| t.first()).and_then(|&b| EntityKind::ALL.get(usize::from(b % 8)).copied());
+    let hint = trailer.and_then(|t| t.first()).and_then(|&b| slate::studio::kind::ALL.get(usize::from(b % 8)).copied());
     let key = trailer.map(|t| t.get(1..).unwrap_or_default());
     accepted(ChangeEvent::decode_json(payload, key, hint).ok())
 }
@@ -99,7 +99,7 @@ pub fn cdc(data: &[u8]) -> bool {
 }
 
 /// The (payload, Kafka key, entity hint) the `cdc` target feeds to the decoder.
-pub fn cdc_envelope(data: &[u8]) -> (Value, Option<Vec<u8>>, Option<EntityKind>) {
+pub fn cdc_envelope(data: &[u8]) -> (Value, Option<Vec<u8>>, Option<EntityName>) {
     let mut b = Bytes(data);
     let flags = b.byte();
     let op = match b.byte() % 8 {
@@ -138,7 +138,7 @@ pub fn cdc_envelope(data: &[u8]) -> (Value, Option<Vec<u8>>, Option<EntityKind>)
         4 => Some(id_value(&mut b).to_string().into_bytes()),
         _ => Some(Vec::new()),
     };
-    let hint = EntityKind::ALL.get(usize::from(b.byte() % 8)).copied();
+    let hint = slate::studio::kind::ALL.get(usize::from(b.byte() % 8)).copied();
 
     let mut source = json!({ "name": name });
     if flags & 0x08 == 0 {

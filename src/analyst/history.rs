@@ -17,7 +17,7 @@
 //! history; an unreadable or foreign file is an error naming it.
 
 use super::model::AuditEvent;
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::sink::audit::{self, AuditError, AuditRow};
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -61,7 +61,7 @@ impl Ord for Newest {
 
 /// The newest `first` events of `entity` `id` under `root`, newest first. Blocking IO: call it
 /// from `spawn_blocking`.
-pub fn read(root: &Path, entity: EntityKind, id: &str, first: usize) -> Result<Vec<AuditEvent>, HistoryError> {
+pub fn read(root: &Path, entity: EntityName, id: &str, first: usize) -> Result<Vec<AuditEvent>, HistoryError> {
     let entity_dir = root.join(format!("entity={}", entity.as_str()));
     let mut days = match list(&entity_dir)? {
         Some(entries) => entries.into_iter().filter_map(|(name, path)| day_of(&name).map(|d| (d, path))).collect::<Vec<_>>(),
@@ -156,6 +156,6 @@ mod tests {
     #[test]
     fn a_missing_tree_is_an_empty_history() {
         let root = std::env::temp_dir().join(format!("slate-analyst-none-{}", uuid::Uuid::new_v4().simple()));
-        assert!(read(&root, EntityKind::Budget, "bud-1", 10).unwrap().is_empty());
+        assert!(read(&root, crate::studio::kind::BUDGET, "bud-1", 10).unwrap().is_empty());
     }
 }

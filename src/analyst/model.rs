@@ -3,7 +3,7 @@
 
 use super::Store;
 use super::queries;
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, SimpleObject};
 use std::sync::Arc;
 
@@ -144,15 +144,15 @@ pub enum Entity {
     Payment,
 }
 
-impl From<Entity> for EntityKind {
-    fn from(e: Entity) -> EntityKind {
+impl From<Entity> for EntityName {
+    fn from(e: Entity) -> EntityName {
         match e {
-            Entity::Production => EntityKind::Production,
-            Entity::Talent => EntityKind::Talent,
-            Entity::Schedule => EntityKind::Schedule,
-            Entity::Budget => EntityKind::Budget,
-            Entity::CashFlow => EntityKind::CashFlow,
-            Entity::Payment => EntityKind::Payment,
+            Entity::Production => crate::studio::kind::PRODUCTION,
+            Entity::Talent => crate::studio::kind::TALENT,
+            Entity::Schedule => crate::studio::kind::SCHEDULE,
+            Entity::Budget => crate::studio::kind::BUDGET,
+            Entity::CashFlow => crate::studio::kind::CASH_FLOW,
+            Entity::Payment => crate::studio::kind::PAYMENT,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::enrich::consumer::{self, EnrichConsumer};
 use crate::enrich::fetch::{Fetch, Sources};
 use crate::enrich::{avro, output_schemas, registry_client};
-use crate::event::{ChangeEvent, EntityKind};
+use crate::event::ChangeEvent;
 use crate::kafka::{OffsetTracker, Producer};
 use crate::metrics::{Metrics, label};
 use rdkafka::Message;
@@ -126,16 +126,16 @@ async fn watch(metrics: &Metrics, spec: &WorkerSpec, deadline: Instant) -> Resul
 }
 
 fn input_topics(spec: &WorkerSpec) -> Vec<String> {
-    EntityKind::ALL.iter().map(|k| k.changes_topic(&spec.input_prefix)).collect()
+    crate::studio::kind::ALL.iter().map(|k| k.changes_topic(&spec.input_prefix)).collect()
 }
 
 /// The design slate replaces: per event, one fetch, one produce, wait for its ack, commit.
 async fn naive(cfg: &Config, spec: &WorkerSpec, metrics: &Metrics, deadline: Instant) -> Result<(Duration, u64), WorkerError> {
-    let topics: Vec<String> = EntityKind::ALL.iter().map(|k| cfg.enricher.output_topic(*k)).collect();
+    let topics: Vec<String> = crate::studio::kind::ALL.iter().map(|k| cfg.enricher.output_topic(*k)).collect();
     crate::kafka::ensure_topics(&cfg.kafka, &topics, cfg.enricher.topic_partitions, cfg.enricher.topic_replication).await?;
     let registry = registry_client(&cfg.registry).map_err(crate::enrich::StartError::from)?;
     let outputs = output_schemas(cfg, &registry, &CancellationToken::new()).await?;
-    let sources = Sources::try_new(&cfg.sources).map_err(crate::enrich::StartError::from)?;
+    let sources = Sources::try_new(&cfg.sources, cfg.entities()).map_err(crate::enrich::StartError::from)?;
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
     let consumer = consumer::create(&cfg.kafka, &spec.group, &input_topics(spec), metrics.clone())?;
     let mut tracker = OffsetTracker::new();

@@ -5,7 +5,7 @@ use super::worker::{Mode, WorkerResult, WorkerSpec};
 use super::{BenchError, WORKER_READY_TIMEOUT};
 use crate::config::Config;
 use crate::enrich::output::{H_EVENT_UUIDS, split_uuids};
-use crate::event::{ChangeEvent, ChangeType, EntityKind};
+use crate::event::{ChangeEvent, ChangeType, EntityName};
 use crate::kafka::Producer;
 use crate::metrics::Metrics;
 use crate::studio::generator::Zipf;
@@ -35,21 +35,23 @@ pub fn run_id() -> &'static str {
 
 /// Every studio key, shuffled once, sampled with Zipf skew (rank 0 hottest).
 pub struct Keys {
-    keys: Vec<(EntityKind, String)>,
+    keys: Vec<(EntityName, String)>,
     zipf: Zipf,
     seed: u64,
 }
 
 impl Keys {
     pub fn new(studio: &crate::studio::Studio, exponent: f64, seed: u64) -> Self {
-        let mut keys: Vec<(EntityKind, String)> =
-            EntityKind::ALL.iter().flat_map(|k| studio.store.list_ids(*k, None, usize::MAX).into_iter().map(move |id| (*k, id))).collect();
+        let mut keys: Vec<(EntityName, String)> = crate::studio::kind::ALL
+            .iter()
+            .flat_map(|k| studio.store.list_ids(*k, None, usize::MAX).into_iter().map(move |id| (*k, id)))
+            .collect();
         keys.shuffle(&mut StdRng::seed_from_u64(seed));
         let zipf = Zipf::new(keys.len(), exponent);
         Self { keys, zipf, seed }
     }
 
-    fn events(&self, n: u64) -> impl Iterator<Item = (EntityKind, String)> + '_ {
+    fn events(&self, n: u64) -> impl Iterator<Item = (EntityName, String)> + '_ {
         let mut rng = StdRng::seed_from_u64(self.seed);
         (0..n).map(move |_| self.keys[self.zipf.sample(&mut rng)].clone())
     }
@@ -84,20 +86,20 @@ pub async fn start_registry() -> std::io::Result<Registry> {
 }
 
 fn input_topics(spec: &WorkerSpec) -> Vec<String> {
-    EntityKind::ALL.iter().map(|k| k.changes_topic(&spec.input_prefix)).collect()
+    crate::studio::kind::ALL.iter().map(|k| k.changes_topic(&spec.input_prefix)).collect()
 }
 
 fn output_topics(spec: &WorkerSpec) -> Vec<String> {
     match spec.mode {
         Mode::Raw => vec![format!("{}raw", spec.output_prefix)],
-        _ => EntityKind::ALL.iter().map(|k| format!("{}{}.enriched", spec.output_prefix, k.as_str())).collect(),
+        _ => crate::studio::kind::ALL.iter().map(|k| format!("{}{}.enriched", spec.output_prefix, k.as_str())).collect(),
     }
 }
 
 async fn produce(
     producer: &Producer,
     spec: &WorkerSpec,
-    entity: EntityKind,
+    entity: EntityName,
     id: String,
 ) -> Result<(Uuid, i64, crate::kafka::DeliveryFuture), BenchError> {
     let event = ChangeEvent::new(ChangeType::Update, entity, id, crate::time::now_millis());
@@ -240,8 +242,8 @@ fn read_freshness(
         }
     }
     consumer.assign(&tpl).expect("assign");
-    let schemas: HashMap<EntityKind, Schema> =
-        EntityKind::ALL.iter().map(|k| (*k, Schema::parse_str(crate::schemas::entity_schema(*k)).expect("embedded schema"))).collect();
+    let catalogue = crate::catalogue::Catalogue::built_in();
+    let schemas: HashMap<EntityName, Schema> = catalogue.iter().map(|e| (e.name, e.schema.clone())).collect();
     let mut out = Freshness::default();
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) else { continue };
@@ -252,7 +254,7 @@ fn read_freshness(
     out
 }
 
-fn uuids_of(m: &rdkafka::message::BorrowedMessage<'_>, schemas: &HashMap<EntityKind, Schema>) -> Vec<Uuid> {
+fn uuids_of(m: &rdkafka::message::BorrowedMessage<'_>, schemas: &HashMap<EntityName, Schema>) -> Vec<Uuid> {
     if let Some(h) = m.headers().and_then(|h| h.iter().find(|h| h.key == H_EVENT_UUIDS)).and_then(|h| h.value) {
         return split_uuids(&String::from_utf8_lossy(h));
     }
@@ -260,10 +262,10 @@ fn uuids_of(m: &rdkafka::message::BorrowedMessage<'_>, schemas: &HashMap<EntityK
     if let Ok(e) = ChangeEvent::decode_json(payload, None, None) {
         return vec![e.uuid];
     }
-    let entity = m.topic().rsplit('.').nth(1).and_then(|e| e.parse::<EntityKind>().ok());
-    let (Some(entity), Ok((_, mut body))) = (entity, crate::enrich::avro::decode(payload)) else { return Vec::new() };
+    let schema = m.topic().rsplit('.').nth(1).and_then(|e| e.parse::<EntityName>().ok()).and_then(|e| schemas.get(&e));
+    let (Some(schema), Ok((_, mut body))) = (schema, crate::enrich::avro::decode(payload)) else { return Vec::new() };
     let Ok(Value::Record(fields)) =
-        apache_avro::reader::datum::GenericDatumReader::builder(&schemas[&entity]).build().and_then(|r| r.read_value(&mut body))
+        apache_avro::reader::datum::GenericDatumReader::builder(schema).build().and_then(|r| r.read_value(&mut body))
     else {
         return Vec::new();
     };

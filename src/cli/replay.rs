@@ -1,7 +1,7 @@
 //! `slate replay`: re-publish one UPDATE change event per live id so every sink converges again.
 
 use super::load_config;
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::replay::{self, ReplayOptions, ReplaySummary};
 use anyhow::Context as _;
 use std::path::Path;
@@ -11,7 +11,7 @@ pub struct ReplayArgs {
     /// Entity to replay (repeatable): production, talent, schedule, budget, cash_flow, payment.
     /// Default: all six.
     #[arg(long = "entity", value_name = "ENTITY")]
-    pub entities: Vec<EntityKind>,
+    pub entities: Vec<EntityName>,
     /// At most this many events per second (token bucket); 0 = unlimited.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub rate: u64,

@@ -54,7 +54,10 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
                 SinkName::Search => {
                     let what = config.sinks.search.url.clone();
                     Arc::new(
-                        until_available(&what, &config.sinks, || crate::sink::search::SearchSink::connect(&config.sinks.search)).await?,
+                        until_available(&what, &config.sinks, || {
+                            crate::sink::search::SearchSink::connect(&config.sinks.search, config.entities())
+                        })
+                        .await?,
                     )
                 }
                 SinkName::Audit => Arc::new(

@@ -1,7 +1,7 @@
 //! `slate verify`: drift between the sinks and the source of truth; `--repair` heals it.
 
 use super::load_config;
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::verify::{self, EntityDrift};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -33,24 +33,24 @@ pub enum Which {
 /// Exit code 0 without drift, 1 with drift (after repairing, when asked).
 pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result<i32> {
     let config = load_config(config_path, Vec::new())?;
-    let mut reports: BTreeMap<&str, BTreeMap<EntityKind, EntityDrift>> = BTreeMap::new();
+    let mut reports: BTreeMap<&str, BTreeMap<EntityName, EntityDrift>> = BTreeMap::new();
     if matches!(args.sink, Which::All | Which::Sql) {
         say(args.quiet, &format!("verify: reading the SQL sink ({})", config.sinks.sql.database_url.redacted()));
         let url = &config.sinks.sql.database_url;
         let held = if config.sinks.sql.is_sqlite() {
             // Not created if missing: a wrong path fails instead of reporting every id missing.
             let pool = sqlx::SqlitePool::connect(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?;
-            verify::held_sqlite(&pool).await?
+            verify::held_sqlite(&pool, config.entities()).await?
         } else {
             let pool = sqlx::PgPool::connect(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?;
-            verify::held_sql(&pool).await?
+            verify::held_sql(&pool, config.entities()).await?
         };
         say(args.quiet, "verify: comparing the SQL sink with the source of truth");
         reports.insert("sql", verify::reconcile(&config, &held, "sql", args.quiet).await?);
     }
     if matches!(args.sink, Which::All | Which::Search) {
         say(args.quiet, &format!("verify: reading the search sink ({})", config.sinks.search.url));
-        let held = verify::held_search(&config.sinks.search, args.quiet).await?;
+        let held = verify::held_search(&config.sinks.search, config.entities(), args.quiet).await?;
         say(args.quiet, "verify: comparing the search sink with the source of truth");
         reports.insert("search", verify::reconcile(&config, &held, "search", args.quiet).await?);
     }
@@ -62,7 +62,7 @@ pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result
     }
     if args.repair && drift > 0 {
         // One event per drifted id, even when several sinks drift on it.
-        let mut merged: BTreeMap<EntityKind, EntityDrift> = BTreeMap::new();
+        let mut merged: BTreeMap<EntityName, EntityDrift> = BTreeMap::new();
         for report in reports.values() {
             for (entity, d) in report {
                 let m = merged.entry(*entity).or_default();
@@ -86,7 +86,7 @@ fn say(quiet: bool, message: &str) {
     }
 }
 
-fn print_table(reports: &BTreeMap<&str, BTreeMap<EntityKind, EntityDrift>>) {
+fn print_table(reports: &BTreeMap<&str, BTreeMap<EntityName, EntityDrift>>) {
     println!("| sink | entity | checked | missing | stale | extra | sample ids |");
     println!("|---|---|---:|---:|---:|---:|---|");
     for (sink, report) in reports {

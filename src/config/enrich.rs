@@ -3,7 +3,7 @@
 
 use super::sections::invalid;
 use super::{ConfigError, Secret};
-use crate::event::EntityKind;
+use crate::catalogue::{Catalogue, EntityName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -121,15 +121,14 @@ impl EnricherConfig {
         Ok(())
     }
 
-    /// The input topics: configured, or the six studio topics.
-    pub fn input_topics(&self) -> Vec<String> {
+    /// The input topics: configured, or `<input_topic_prefix><entity>.changes` per entity.
+    pub fn input_topics(&self, catalogue: &Catalogue) -> Vec<String> {
         if !self.topics.is_empty() {
             return self.topics.clone();
         }
-        EntityKind::ALL.iter().map(|k| k.changes_topic(&self.input_topic_prefix)).collect()
+        catalogue.iter().map(|e| e.name.changes_topic(&self.input_topic_prefix)).collect()
     }
 
-    /// `<output_topic_prefix><entity>.enriched`.
     /// How long a key entering retry round `round` (1-based) waits: `retry_delay` doubled per
     /// earlier round, capped at `retry_delay_max`.
     pub fn retry_delay_for(&self, round: u32) -> Duration {
@@ -137,7 +136,8 @@ impl EnricherConfig {
         self.retry_delay.saturating_mul(1u32 << doublings).min(self.retry_delay_max)
     }
 
-    pub fn output_topic(&self, kind: EntityKind) -> String {
+    /// `<output_topic_prefix><entity>.enriched`.
+    pub fn output_topic(&self, kind: EntityName) -> String {
         format!("{}{}.enriched", self.output_topic_prefix, kind.as_str())
     }
 }
@@ -163,7 +163,8 @@ pub struct SourcesConfig {
     pub timeout: Duration,
     /// Sent as `Authorization: Bearer …` (GraphQL) or `authorization` metadata (gRPC).
     pub bearer_token: Option<Secret>,
-    pub entities: BTreeMap<EntityKind, EntitySourceConfig>,
+    /// Keyed by entity name; every key must name an entity of the catalogue.
+    pub entities: BTreeMap<String, EntitySourceConfig>,
 }
 
 impl Default for SourcesConfig {
@@ -223,8 +224,31 @@ impl SourcesConfig {
         Ok(())
     }
 
+    /// Every `[sources.entities.<name>]` names a catalogue entity (a typo would otherwise
+    /// silently leave that entity on the defaults).
+    pub(super) fn validate_entities(&self, catalogue: &Catalogue) -> Result<(), ConfigError> {
+        for name in self.entities.keys() {
+            if !catalogue.iter().any(|e| e.name.as_str() == name) {
+                let known: Vec<&str> = catalogue.iter().map(|e| e.name.as_str()).collect();
+                return Err(invalid(
+                    &format!("sources.entities.{name}"),
+                    format!(
+                        "no entity `{name}` in the catalogue (it has: {}); fix the name or declare it under [catalogue.entities.{name}]",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The source options of an entity (defaults when it has no `[sources.entities.<name>]`).
+    pub fn entity(&self, kind: EntityName) -> EntitySourceConfig {
+        self.entities.get(kind.as_str()).cloned().unwrap_or_default()
+    }
+
     /// The effective protocol of an entity.
-    pub fn protocol_of(&self, kind: EntityKind) -> Protocol {
-        self.entities.get(&kind).and_then(|e| e.protocol).unwrap_or(self.protocol)
+    pub fn protocol_of(&self, kind: EntityName) -> Protocol {
+        self.entities.get(kind.as_str()).and_then(|e| e.protocol).unwrap_or(self.protocol)
     }
 }

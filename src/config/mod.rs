@@ -11,6 +11,7 @@
 //! `SLATE_CONFIG` (the config file path) and `SLATE_LOG` (log filter) are not overrides.
 
 mod api;
+mod catalogue;
 mod dashboard;
 mod enrich;
 mod secret;
@@ -19,6 +20,7 @@ mod sinks;
 mod studio;
 
 pub use api::ApiConfig;
+pub use catalogue::CatalogueConfig;
 pub use dashboard::DashboardConfig;
 pub use enrich::*;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
@@ -26,8 +28,10 @@ pub use sections::*;
 pub use sinks::*;
 pub use studio::*;
 
+use crate::catalogue::Catalogue;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Env vars with the `SLATE_` prefix that are not config overrides.
 pub const RESERVED_ENV: &[&str] = &["SLATE_CONFIG", "SLATE_LOG"];
@@ -47,6 +51,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub catalogue: CatalogueConfig,
     pub kafka: KafkaConfig,
     pub registry: RegistryClientConfig,
     pub registry_server: RegistryServerConfig,
@@ -56,6 +61,9 @@ pub struct Config {
     pub sinks: SinksConfig,
     pub api: ApiConfig,
     pub dashboard: DashboardConfig,
+    /// The catalogue `catalogue` declares, built by [`Config::load`] (or [`Config::with_catalogue`]).
+    #[serde(skip)]
+    entities: catalogue::Built,
 }
 
 /// Where one override came from, to name it in errors.
@@ -81,12 +89,16 @@ impl Config {
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().to_string();
             ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key }
         })?;
-        config.validate().map_err(|e| match e {
+        let checked = config.catalogue.build().and_then(|c| {
+            config.entities = catalogue::Built(c);
+            config.validate()
+        });
+        checked.map_err(|e| match e {
             ConfigError::Invalid { key, message } => {
                 ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key }
             }
@@ -95,7 +107,20 @@ impl Config {
         Ok(config)
     }
 
+    /// The entities of this deployment.
+    pub fn entities(&self) -> &Arc<Catalogue> {
+        &self.entities.0
+    }
+
+    /// Rebuilds the catalogue from `self.catalogue` (for configs assembled in code).
+    pub fn with_catalogue(mut self) -> Result<Config, ConfigError> {
+        self.entities = catalogue::Built(self.catalogue.build()?);
+        self.sources.validate_entities(&self.entities.0)?;
+        Ok(self)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.sources.validate_entities(&self.entities.0)?;
         self.kafka.validate()?;
         self.registry.validate()?;
         self.registry_server.validate()?;

@@ -153,3 +153,28 @@ fn retry_delay_doubles_per_round_up_to_the_cap() {
     assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
     assert_eq!(c.retry_delay_for(u32::MAX), c.retry_delay_max);
 }
+
+#[test]
+fn the_catalogue_is_declared_in_config_and_checked_at_load() {
+    let c = Config::load(None, &[]).unwrap();
+    assert_eq!(c.entities().names().len(), 6, "no [catalogue.entities]: the built-in example");
+    let dir = std::env::temp_dir().join(format!("slate-config-schemas-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = std::fs::read_to_string("schemas/avro/Production.avsc").unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    let meta_field = meta["fields"].as_array().unwrap().iter().find(|f| f["name"] == "_meta").unwrap().clone();
+    let invoice = serde_json::json!({"type": "record", "name": "Invoice", "namespace": "acme", "fields": [
+        {"name": "id", "type": "string"}, {"name": "version", "type": "long"}, meta_field]});
+    std::fs::write(dir.join("Invoice.avsc"), invoice.to_string()).unwrap();
+    let toml = format!("[catalogue]\nschemas_dir = {:?}\n[catalogue.entities.invoice]\n", dir.display().to_string());
+    let c = load_str(&toml, &[]).unwrap();
+    let names: Vec<&str> = c.entities().names().iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["invoice"]);
+    assert_eq!(c.enricher.input_topics(c.entities()), ["studio.invoice.changes"]);
+
+    let e = err(load_str(&format!("{toml}[sources.entities.invoce]\nendpoint = \"http://127.0.0.1:1/graphql\"\n"), &[]));
+    assert!(e.contains("sources.entities.invoce") && e.contains("no entity `invoce`") && e.contains("invoice"), "{e}");
+    let e = err(load_str(&format!("{toml}[catalogue.entities.contract]\n"), &[]));
+    assert!(e.contains("catalogue.entities.contract.schema") && e.contains("Contract.avsc"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -3,7 +3,6 @@
 //! Moving a launch re-projects the cash flow at the source; the page then watches the analyst
 //! API until the new projection has travelled studio → enricher → SQL sink.
 
-use crate::event::EntityKind;
 use crate::studio::Studio;
 use crate::studio::model::{Body, BudgetLine, civil_from_days, days_from_civil, format_date};
 use crate::studio::store::{NewProduction, StudioError};
@@ -85,14 +84,14 @@ impl LaunchControl {
         studio.publish(&changes).await?;
         let schedule_id = changes
             .iter()
-            .find(|c| c.entity == EntityKind::Schedule)
+            .find(|c| c.entity == crate::studio::kind::SCHEDULE)
             .map(|c| c.id.clone())
             .ok_or_else(|| LaunchError::NoSchedule(production_id.clone()))?;
         Ok(Self { studio, production_id, schedule_id, title, later: AtomicBool::new(true) })
     }
 
     fn schedule(&self) -> Result<(i32, i32, i64), LaunchError> {
-        let read = self.studio.store.batch_get(EntityKind::Schedule, std::slice::from_ref(&self.schedule_id));
+        let read = self.studio.store.batch_get(crate::studio::kind::SCHEDULE, std::slice::from_ref(&self.schedule_id));
         match read.found.first() {
             Some((_, version, Body::Schedule(s))) => Ok((s.start_date, s.launch_date, *version)),
             _ => Err(LaunchError::NoSchedule(self.schedule_id.clone())),
@@ -120,7 +119,7 @@ impl LaunchControl {
         }
         let changes = self.studio.store.reschedule(&self.schedule_id, None, Some(to))?;
         self.studio.publish(&changes).await?;
-        let version = changes.iter().find(|c| c.entity == EntityKind::Schedule).map(|c| c.version).unwrap_or_default();
+        let version = changes.iter().find(|c| c.entity == crate::studio::kind::SCHEDULE).map(|c| c.version).unwrap_or_default();
         Ok(Moved { production_id: self.production_id.clone(), from: format_date(launch), to: format_date(to), version })
     }
 }

@@ -26,7 +26,6 @@ pub mod launch;
 use crate::config::{Config, ConfigError, Override};
 use crate::dashboard::Dashboard;
 use crate::enrich::RunningEnricher;
-use crate::event::EntityKind;
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::sink::runner::{self, RunningSink};
@@ -126,8 +125,8 @@ pub fn config(opts: &DemoOptions, bootstrap: &str, registry_url: &str) -> Result
 
 /// Every topic the demo's components use (the mock broker has no CreateTopics API).
 pub fn topics(cfg: &Config) -> Vec<String> {
-    let mut t: Vec<String> = EntityKind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
-    t.extend(EntityKind::ALL.iter().map(|k| cfg.enricher.output_topic(*k)));
+    let mut t: Vec<String> = crate::studio::kind::ALL.iter().map(|k| k.changes_topic(&cfg.studio.topic_prefix)).collect();
+    t.extend(crate::studio::kind::ALL.iter().map(|k| cfg.enricher.output_topic(*k)));
     t.extend([cfg.enricher.retry_topic.clone(), cfg.enricher.dlq_topic.clone(), cfg.sinks.dlq_topic.clone()]);
     t.sort();
     t.dedup();
@@ -179,7 +178,8 @@ impl Demo {
         let audit = crate::sink::audit::AuditSink::new(&cfg.sinks.audit).map_err(|e| sink_error("audit", e))?;
         running_sinks.push(("audit", start_sink(&cfg, Arc::new(audit), &metrics, "audit").await?));
         if opts.search_url.is_some() {
-            let search = crate::sink::search::SearchSink::connect(&cfg.sinks.search).await.map_err(|e| sink_error("search", e))?;
+            let search =
+                crate::sink::search::SearchSink::connect(&cfg.sinks.search, cfg.entities()).await.map_err(|e| sink_error("search", e))?;
             running_sinks.push(("search", start_sink(&cfg, Arc::new(search), &metrics, "search").await?));
         }
 

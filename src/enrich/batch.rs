@@ -2,7 +2,7 @@
 //! and one output record — because the fetch returns the current state, which already reflects
 //! all of them. Every event's uuid stays attached so each remains traceable.
 
-use crate::event::{ChangeEvent, EntityKind};
+use crate::event::{ChangeEvent, EntityName};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ pub struct Incoming {
 /// All events of one (entity, id) in a batch.
 #[derive(Debug, Clone)]
 pub struct Work {
-    pub entity: EntityKind,
+    pub entity: EntityName,
     pub id: String,
     /// The event with the latest timestamp (ties: the later one in the batch).
     pub newest: ChangeEvent,
@@ -36,7 +36,7 @@ pub struct Work {
 
 /// Groups `items` by (entity, id), keeping the order in which keys first appear.
 pub fn coalesce(items: &[Incoming]) -> Vec<Work> {
-    let mut index: HashMap<(EntityKind, &str), usize> = HashMap::new();
+    let mut index: HashMap<(EntityName, &str), usize> = HashMap::new();
     let mut out: Vec<Work> = Vec::new();
     for item in items {
         let e = &item.event;
@@ -64,7 +64,7 @@ mod tests {
     use super::*;
     use crate::event::ChangeType;
 
-    fn incoming(entity: EntityKind, id: &str, ts: i64, t: ChangeType) -> Incoming {
+    fn incoming(entity: EntityName, id: &str, ts: i64, t: ChangeType) -> Incoming {
         Incoming {
             event: ChangeEvent::new(t, entity, id, ts),
             topic: "t".into(),
@@ -78,16 +78,16 @@ mod tests {
     #[test]
     fn one_work_per_key_with_every_uuid_and_the_newest_event() {
         let items = vec![
-            incoming(EntityKind::Budget, "b1", 10, ChangeType::Create),
-            incoming(EntityKind::CashFlow, "b1", 11, ChangeType::Update),
-            incoming(EntityKind::Budget, "b1", 30, ChangeType::Delete),
-            incoming(EntityKind::Budget, "b1", 20, ChangeType::Update),
-            incoming(EntityKind::Budget, "b2", 5, ChangeType::Update),
+            incoming(crate::studio::kind::BUDGET, "b1", 10, ChangeType::Create),
+            incoming(crate::studio::kind::CASH_FLOW, "b1", 11, ChangeType::Update),
+            incoming(crate::studio::kind::BUDGET, "b1", 30, ChangeType::Delete),
+            incoming(crate::studio::kind::BUDGET, "b1", 20, ChangeType::Update),
+            incoming(crate::studio::kind::BUDGET, "b2", 5, ChangeType::Update),
         ];
         let work = coalesce(&items);
         assert_eq!(
             work.iter().map(|w| (w.entity, w.id.as_str())).collect::<Vec<_>>(),
-            [(EntityKind::Budget, "b1"), (EntityKind::CashFlow, "b1"), (EntityKind::Budget, "b2")]
+            [(crate::studio::kind::BUDGET, "b1"), (crate::studio::kind::CASH_FLOW, "b1"), (crate::studio::kind::BUDGET, "b2")]
         );
         let b1 = &work[0];
         assert_eq!(b1.uuids, vec![items[0].event.uuid, items[2].event.uuid, items[3].event.uuid]);
@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_carried_uuids_are_listed_once() {
-        let mut a = incoming(EntityKind::Payment, "p", 1, ChangeType::Update);
+        let mut a = incoming(crate::studio::kind::PAYMENT, "p", 1, ChangeType::Update);
         let carried = Uuid::new_v4();
         a.carried_uuids = vec![carried, a.event.uuid];
         a.attempt = 2;

@@ -10,7 +10,8 @@ use super::avro;
 use super::batch::Incoming;
 use super::output::{self, Coordinates};
 use super::pipeline::Input;
-use crate::event::{ChangeEvent, EntityKind};
+use crate::catalogue::Catalogue;
+use crate::event::{ChangeEvent, DecodeError, EntityName};
 use crate::registry::RegistryClient;
 use apache_avro::Schema;
 use rdkafka::Message;
@@ -24,6 +25,7 @@ pub struct InputDecoder {
     input_prefix: String,
     max_bytes: usize,
     registry: RegistryClient,
+    catalogue: Arc<Catalogue>,
     writers: Mutex<HashMap<u32, Arc<Schema>>>,
     cancel: CancellationToken,
 }
@@ -36,8 +38,14 @@ enum Failure {
 }
 
 impl InputDecoder {
-    pub fn new(input_prefix: String, max_bytes: usize, registry: RegistryClient, cancel: CancellationToken) -> Self {
-        Self { input_prefix, max_bytes, registry, writers: Mutex::new(HashMap::new()), cancel }
+    pub fn new(
+        input_prefix: String,
+        max_bytes: usize,
+        registry: RegistryClient,
+        catalogue: Arc<Catalogue>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self { input_prefix, max_bytes, registry, catalogue, writers: Mutex::new(HashMap::new()), cancel }
     }
 
     /// Decodes a batch from the input topics; `None` if cancelled while the registry was down.
@@ -47,6 +55,11 @@ impl InputDecoder {
             let mut backoff = Duration::from_millis(200);
             loop {
                 match self.decode(&m).await {
+                    // A name another catalogue of this process registered is still unknown here.
+                    Ok(event) if !self.catalogue.contains(event.entity) => {
+                        out.push(undecodable(&m, DecodeError::UnknownEntity(event.entity.to_string()).to_string()));
+                        break;
+                    }
                     Ok(event) => {
                         out.push(Input::Event(Incoming {
                             event,
@@ -154,7 +167,7 @@ fn header(m: &OwnedMessage, key: &str) -> Option<String> {
 }
 
 /// `studio.cash_flow.changes` → CashFlow, when the topic follows `<prefix><entity>.changes`.
-pub fn entity_of_topic(topic: &str, prefix: &str) -> Option<EntityKind> {
+pub fn entity_of_topic(topic: &str, prefix: &str) -> Option<EntityName> {
     topic.strip_prefix(prefix)?.strip_suffix(".changes")?.parse().ok()
 }
 
@@ -164,7 +177,7 @@ mod tests {
 
     #[test]
     fn topic_names_the_entity() {
-        assert_eq!(entity_of_topic("studio.cash_flow.changes", "studio."), Some(EntityKind::CashFlow));
+        assert_eq!(entity_of_topic("studio.cash_flow.changes", "studio."), Some(crate::studio::kind::CASH_FLOW));
         assert_eq!(entity_of_topic("other.cash_flow.changes", "studio."), None);
         assert_eq!(entity_of_topic("studio.invoice.changes", "studio."), None);
     }

@@ -29,7 +29,7 @@ pub mod output;
 pub mod pipeline;
 
 use crate::config::{Config, RegistryClientConfig};
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::kafka::{self, Producer};
 use crate::metrics::Metrics;
 use crate::registry::{ClientError, RegistryAuth, RegistryClient};
@@ -72,12 +72,13 @@ pub(crate) async fn output_schemas(
     cfg: &Config,
     registry: &RegistryClient,
     cancel: &CancellationToken,
-) -> Result<HashMap<EntityKind, OutputSchema>, StartError> {
+) -> Result<HashMap<EntityName, OutputSchema>, StartError> {
     let mut out = HashMap::new();
-    for kind in EntityKind::ALL {
+    for entity in cfg.entities().iter() {
+        let kind = entity.name;
         let topic = cfg.enricher.output_topic(kind);
-        let text = crate::schemas::entity_schema(kind);
-        let subject = cfg.registry.subject_name_strategy.value_subject(&topic, &format!("studio.finance.{}", kind.record_name()));
+        let text = entity.text.as_str();
+        let subject = cfg.registry.subject_name_strategy.value_subject(&topic, &entity.record);
         let mut backoff = Duration::from_millis(200);
         let schema_id = loop {
             match registry.register(&subject, text, &[]).await {
@@ -93,7 +94,7 @@ pub(crate) async fn output_schemas(
                 Err(e) => return Err(e.into()),
             }
         };
-        let schema = apache_avro::Schema::parse_str(text).expect("embedded schemas parse");
+        let schema = entity.schema.clone();
         tracing::info!(%subject, schema_id, "output schema registered");
         out.insert(kind, OutputSchema { topic, schema, schema_id });
     }
@@ -126,7 +127,7 @@ impl RunningEnricher {
 
 /// Starts the enricher with the configured sources.
 pub async fn start(cfg: &Config, metrics: Metrics) -> Result<RunningEnricher, StartError> {
-    let sources: Arc<dyn Fetch> = Arc::new(fetch::Sources::try_new(&cfg.sources)?);
+    let sources: Arc<dyn Fetch> = Arc::new(fetch::Sources::try_new(&cfg.sources, cfg.entities())?);
     start_with(cfg, metrics, sources).await
 }
 
@@ -136,7 +137,7 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
     let e = &cfg.enricher;
     let cancel = CancellationToken::new();
     if e.create_topics {
-        let mut topics: Vec<String> = EntityKind::ALL.iter().map(|k| e.output_topic(*k)).collect();
+        let mut topics: Vec<String> = cfg.entities().names().into_iter().map(|k| e.output_topic(k)).collect();
         topics.push(e.retry_topic.clone());
         topics.push(e.dlq_topic.clone());
         kafka::ensure_topics(&cfg.kafka, &topics, e.topic_partitions, e.topic_replication).await?;
@@ -145,15 +146,21 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
     let outputs = output_schemas(cfg, &registry, &cancel).await?;
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
     let pipeline = Arc::new(Pipeline::new(e.clone(), sources, producer.clone(), outputs, metrics.clone()));
-    let main = Arc::new(consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(), metrics.clone())?);
+    let main = Arc::new(consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(cfg.entities()), metrics.clone())?);
     let retry_group = format!("{}.retry", e.group_id);
     let retry = Arc::new(consumer::create(&cfg.kafka, &retry_group, std::slice::from_ref(&e.retry_topic), metrics.clone())?);
     let stall_after = cfg.kafka.consumer.stall_after;
-    kafka::stall::spawn(&main, e.group_id.clone(), e.input_topics(), stall_after, metrics.clone(), cancel.clone());
+    kafka::stall::spawn(&main, e.group_id.clone(), e.input_topics(cfg.entities()), stall_after, metrics.clone(), cancel.clone());
     // Parked keys wait on the retry topic until due: its lag may stand still that much longer.
     let retry_stall = if stall_after.is_zero() { stall_after } else { stall_after + e.retry_delay_max };
     kafka::stall::spawn(&retry, retry_group, vec![e.retry_topic.clone()], retry_stall, metrics.clone(), cancel.clone());
-    let decoder = Arc::new(decode::InputDecoder::new(e.input_topic_prefix.clone(), e.max_message_bytes, registry, cancel.clone()));
+    let decoder = Arc::new(decode::InputDecoder::new(
+        e.input_topic_prefix.clone(),
+        e.max_message_bytes,
+        registry,
+        cfg.entities().clone(),
+        cancel.clone(),
+    ));
 
     let mut tasks = Vec::new();
     let (p, m, c, ecfg, d) = (pipeline.clone(), metrics.clone(), cancel.clone(), e.clone(), decoder.clone());
@@ -196,6 +203,6 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
         c.cancelled().await;
         let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await;
     }));
-    tracing::info!(topics = ?e.input_topics(), group = %e.group_id, "enricher started");
+    tracing::info!(topics = ?e.input_topics(cfg.entities()), group = %e.group_id, "enricher started");
     Ok(RunningEnricher { metrics_addr, cancel, tasks })
 }

@@ -1,7 +1,7 @@
 //! What the enricher writes: enriched records, tombstones, retry parcels and dead letters, each
 //! with the headers that keep it traceable.
 
-use crate::event::{ChangeEvent, EntityKind};
+use crate::event::{ChangeEvent, EntityName};
 use rdkafka::message::{Header, OwnedHeaders};
 use uuid::Uuid;
 
@@ -87,7 +87,7 @@ pub fn split_uuids(value: &str) -> Vec<Uuid> {
     value.split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
-fn common_headers(entity: EntityKind, newest: &ChangeEvent, version: Option<i64>) -> Vec<(&'static str, String)> {
+fn common_headers(entity: EntityName, newest: &ChangeEvent, version: Option<i64>) -> Vec<(&'static str, String)> {
     let mut h = vec![(H_ENTITY, entity.to_string()), (H_CHANGE_TYPE, newest.change_type.as_str().to_string())];
     if let Some(v) = version {
         h.push((H_VERSION, v.to_string()));
@@ -99,13 +99,13 @@ fn common_headers(entity: EntityKind, newest: &ChangeEvent, version: Option<i64>
 }
 
 /// An enriched record (Avro in the Confluent wire format) keyed by id.
-pub fn record(topic: String, entity: EntityKind, id: &str, version: i64, newest: &ChangeEvent, avro: Vec<u8>) -> Outgoing {
+pub fn record(topic: String, entity: EntityName, id: &str, version: i64, newest: &ChangeEvent, avro: Vec<u8>) -> Outgoing {
     Outgoing { topic, key: id.as_bytes().to_vec(), payload: Some(avro), headers: common_headers(entity, newest, Some(version)) }
 }
 
 /// A tombstone: the entity is deleted (`version` = the delete's version) or unknown at the source
 /// (`version = None`). The folded event uuids travel in a header since there is no body.
-pub fn tombstone(topic: String, entity: EntityKind, id: &str, version: Option<i64>, newest: &ChangeEvent, uuids: &[Uuid]) -> Outgoing {
+pub fn tombstone(topic: String, entity: EntityName, id: &str, version: Option<i64>, newest: &ChangeEvent, uuids: &[Uuid]) -> Outgoing {
     let mut headers = common_headers(entity, newest, version);
     headers.push((H_EVENT_UUIDS, join_uuids(uuids)));
     headers.push((H_EVENT_TS, newest.ts.to_string()));
@@ -172,9 +172,9 @@ mod tests {
 
     #[test]
     fn tombstones_carry_uuids_and_version() {
-        let e = ChangeEvent::new(ChangeType::Delete, EntityKind::Payment, "pay-1", 7);
+        let e = ChangeEvent::new(ChangeType::Delete, crate::studio::kind::PAYMENT, "pay-1", 7);
         let u = vec![e.uuid, Uuid::new_v4()];
-        let t = tombstone("slate.payment.enriched".into(), EntityKind::Payment, "pay-1", Some(4), &e, &u);
+        let t = tombstone("slate.payment.enriched".into(), crate::studio::kind::PAYMENT, "pay-1", Some(4), &e, &u);
         assert!(t.payload.is_none());
         assert_eq!(t.header(H_VERSION), Some("4"));
         assert_eq!(split_uuids(t.header(H_EVENT_UUIDS).unwrap()), u);

@@ -15,7 +15,7 @@ use super::batch::{Incoming, Work, coalesce};
 use super::fetch::{Fetch, FetchError, FetchReply};
 use super::output::{self, Coordinates, DlqStage, Outgoing};
 use crate::config::EnricherConfig;
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::kafka::{DeliveryFuture, ProduceError, Producer};
 use crate::metrics::{Metrics, label, labels};
 use apache_avro::Schema;
@@ -57,10 +57,10 @@ pub struct Pipeline {
     cfg: EnricherConfig,
     sources: Arc<dyn Fetch>,
     producer: Producer,
-    outputs: HashMap<EntityKind, OutputSchema>,
+    outputs: HashMap<EntityName, OutputSchema>,
     seen: moka::sync::Cache<Uuid, ()>,
     /// The newest version this process emitted per key.
-    emitted: moka::sync::Cache<(EntityKind, String), i64>,
+    emitted: moka::sync::Cache<(EntityName, String), i64>,
     emit_lock: Mutex<()>,
     fetch_slots: Arc<Semaphore>,
     metrics: Metrics,
@@ -73,7 +73,7 @@ struct Pending {
 }
 
 enum OnAck {
-    Emitted { entity: EntityKind, tombstone: bool, event_ts: Vec<i64> },
+    Emitted { entity: EntityName, tombstone: bool, event_ts: Vec<i64> },
     Retried,
     DeadLettered(DlqStage),
 }
@@ -83,7 +83,7 @@ impl Pipeline {
         cfg: EnricherConfig,
         sources: Arc<dyn Fetch>,
         producer: Producer,
-        outputs: HashMap<EntityKind, OutputSchema>,
+        outputs: HashMap<EntityName, OutputSchema>,
         metrics: Metrics,
     ) -> Self {
         Self {
@@ -137,7 +137,7 @@ impl Pipeline {
         let mut fetches = JoinSet::new();
         // Retried keys are fetched one per request: a key that poisons its chunk (a source
         // failing on one id) then fails alone instead of dragging its chunk-mates with it.
-        let mut groups: HashMap<(EntityKind, bool), Vec<Work>> = HashMap::new();
+        let mut groups: HashMap<(EntityName, bool), Vec<Work>> = HashMap::new();
         for w in works {
             groups.entry((w.entity, w.attempt > 0)).or_default().push(w);
         }
@@ -169,7 +169,7 @@ impl Pipeline {
 
     fn outputs_for(
         &self,
-        entity: EntityKind,
+        entity: EntityName,
         chunk: Vec<Work>,
         result: Result<FetchReply, FetchError>,
         from: &HashMap<Uuid, Coordinates>,
@@ -321,7 +321,7 @@ async fn fetch_with_retries(
     slots: &Semaphore,
     metrics: &Metrics,
     cfg: &EnricherConfig,
-    entity: EntityKind,
+    entity: EntityName,
     ids: &[String],
 ) -> Result<FetchReply, FetchError> {
     let mut attempt = 1;

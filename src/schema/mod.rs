@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use apache_avro::Schema;
 
 use crate::config::Config;
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::registry::ClientError;
 
 pub use check::{Direction, check_against};
@@ -96,20 +96,23 @@ impl SchemaFile {
     }
 
     /// The entity this record is the enriched form of, if any.
-    pub fn entity(&self) -> Option<EntityKind> {
-        let local = self.full_name.strip_prefix(NAMESPACE)?.strip_prefix('.')?;
-        EntityKind::ALL.into_iter().find(|kind| kind.record_name() == local)
+    pub fn entity(&self, config: &Config) -> Option<EntityName> {
+        config.entities().by_record(&self.full_name).map(|e| e.name)
     }
 
     /// The registry subjects of this record under `config` (see the module doc).
     pub fn subjects(&self, config: &Config) -> Vec<String> {
         let strategy = config.registry.subject_name_strategy;
-        if let Some(kind) = self.entity() {
+        if let Some(kind) = self.entity(config) {
             return vec![strategy.value_subject(&config.enricher.output_topic(kind), &self.full_name)];
         }
         if self.full_name == format!("{NAMESPACE}.ChangeEvent") {
-            let mut subjects: Vec<String> =
-                config.enricher.input_topics().iter().map(|topic| strategy.value_subject(topic, &self.full_name)).collect();
+            let mut subjects: Vec<String> = config
+                .enricher
+                .input_topics(config.entities())
+                .iter()
+                .map(|topic| strategy.value_subject(topic, &self.full_name))
+                .collect();
             subjects.dedup();
             return subjects;
         }

@@ -22,8 +22,11 @@ pub struct Codec {
 }
 
 impl Codec {
-    pub fn new(writer: Schema, reader: &'static Schema) -> Result<Self, String> {
+    /// The readers borrow their schemas for as long as they live, so both are leaked: once per
+    /// codec, and codecs are cached per (schema id, entity), a set bounded by the registry.
+    pub fn new(writer: Schema, reader: &Schema) -> Result<Self, String> {
         let writer: &'static Schema = Box::leak(Box::new(writer));
+        let reader: &'static Schema = Box::leak(Box::new(reader.clone()));
         let resolved = GenericDatumReader::builder(writer).reader_schema(reader).build().map_err(|e| e.to_string())?;
         let raw = if has_fields_unknown_to(writer, reader) {
             Some(GenericDatumReader::builder(writer).build().map_err(|e| e.to_string())?)

@@ -3,9 +3,10 @@
 //! fields a newer writer added: see `codec.rs`) or tombstones.
 
 use super::codec::Codec;
+use crate::catalogue::Catalogue;
 use crate::enrich::avro;
 use crate::enrich::output::{H_CHANGE_TYPE, H_EVENT_TS, H_EVENT_UUIDS, H_VERSION, split_uuids};
-use crate::event::{ChangeType, EntityKind};
+use crate::event::{ChangeType, EntityName};
 use crate::registry::RegistryClient;
 use apache_avro::Schema;
 use rdkafka::Message;
@@ -18,7 +19,7 @@ use uuid::Uuid;
 /// One enriched record or tombstone, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
-    pub entity: EntityKind,
+    pub entity: EntityName,
     pub id: String,
     /// Source version; `None` only for a tombstone of an id the source never had.
     pub version: Option<i64>,
@@ -48,25 +49,16 @@ pub enum RecordError {
 pub struct RecordDecoder {
     topic_prefix: String,
     registry: RegistryClient,
+    /// The reader schema of each entity.
+    catalogue: Arc<Catalogue>,
     /// One codec per (writer schema id, entity), built on first use.
-    codecs: Mutex<HashMap<(u32, EntityKind), Arc<Codec>>>,
-}
-
-/// The embedded reader schema of each entity, parsed once per process.
-fn readers() -> &'static HashMap<EntityKind, Schema> {
-    static READERS: std::sync::OnceLock<HashMap<EntityKind, Schema>> = std::sync::OnceLock::new();
-    READERS.get_or_init(|| {
-        EntityKind::ALL
-            .iter()
-            .map(|k| (*k, Schema::parse_str(crate::schemas::entity_schema(*k)).expect("embedded schema parses")))
-            .collect()
-    })
+    codecs: Mutex<HashMap<(u32, EntityName), Arc<Codec>>>,
 }
 
 impl RecordDecoder {
-    pub fn new(topic_prefix: String, registry: RegistryClient) -> Self {
+    pub fn new(topic_prefix: String, registry: RegistryClient, catalogue: Arc<Catalogue>) -> Self {
         avro::limit_allocations();
-        Self { topic_prefix, registry, codecs: Mutex::new(HashMap::new()) }
+        Self { topic_prefix, registry, catalogue, codecs: Mutex::new(HashMap::new()) }
     }
 
     pub async fn decode(&self, m: &OwnedMessage) -> Result<SinkRecord, RecordError> {
@@ -74,8 +66,11 @@ impl RecordDecoder {
             .topic()
             .strip_prefix(&self.topic_prefix)
             .and_then(|t| t.strip_suffix(".enriched"))
-            .and_then(|e| e.parse::<EntityKind>().ok())
             .ok_or_else(|| RecordError::Bad(format!("topic '{}' is not <prefix><entity>.enriched", m.topic())))?;
+        let entity = EntityName::lookup(entity)
+            .ok()
+            .filter(|e| self.catalogue.contains(*e))
+            .ok_or_else(|| RecordError::Bad(format!("topic '{}' names entity '{entity}', which is not in the catalogue", m.topic())))?;
         let id = m
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -125,7 +120,7 @@ impl RecordDecoder {
         })
     }
 
-    async fn codec(&self, id: u32, entity: EntityKind) -> Result<Arc<Codec>, RecordError> {
+    async fn codec(&self, id: u32, entity: EntityName) -> Result<Arc<Codec>, RecordError> {
         if let Some(c) = self.codecs.lock().expect("codec cache lock poisoned").get(&(id, entity)) {
             return Ok(c.clone());
         }
@@ -133,8 +128,9 @@ impl RecordDecoder {
             if e.is_transient() { RecordError::Unavailable(e.to_string()) } else { RecordError::Bad(format!("writer schema {id}: {e}")) }
         })?;
         let writer = Schema::parse_str(&fetched.schema).map_err(|e| RecordError::Bad(format!("writer schema {id} does not parse: {e}")))?;
-        let codec = Codec::new(writer, &readers()[&entity])
-            .map_err(|e| RecordError::Bad(format!("writer schema {id} cannot be read as {entity}: {e}")))?;
+        let reader = &self.catalogue.get(entity).expect("decode checked the entity").schema;
+        let codec =
+            Codec::new(writer, reader).map_err(|e| RecordError::Bad(format!("writer schema {id} cannot be read as {entity}: {e}")))?;
         let codec = Arc::new(codec);
         self.codecs.lock().expect("codec cache lock poisoned").insert((id, entity), codec.clone());
         Ok(codec)

@@ -2,10 +2,10 @@
 
 use super::record::{RecordDecoder, RecordError, SinkRecord};
 use super::{Sink, SinkError};
+use crate::catalogue::Catalogue;
 use crate::config::{Config, SinksConfig};
 use crate::enrich::consumer::{self, EnrichConsumer};
 use crate::enrich::output::{self, Coordinates, DlqStage};
-use crate::event::EntityKind;
 use crate::kafka::{OffsetTracker, Producer};
 use crate::metrics::{Metrics, label};
 use rdkafka::Message;
@@ -50,15 +50,15 @@ impl RunningSink {
     }
 }
 
-/// Topics a sink reads.
-pub fn topics(cfg: &SinksConfig) -> Vec<String> {
-    EntityKind::ALL.iter().map(|k| format!("{}{}.enriched", cfg.topic_prefix, k.as_str())).collect()
+/// Topics a sink reads: one per catalogue entity.
+pub fn topics(cfg: &SinksConfig, catalogue: &Catalogue) -> Vec<String> {
+    catalogue.iter().map(|e| format!("{}{}.enriched", cfg.topic_prefix, e.name)).collect()
 }
 
 /// Starts `sink` in its consumer group `<group_prefix><name>`.
 pub async fn start(cfg: &Config, sink: Arc<dyn Sink>, metrics: Metrics) -> Result<RunningSink, RunError> {
     let s = cfg.sinks.clone();
-    let topics = topics(&s);
+    let topics = topics(&s, cfg.entities());
     crate::kafka::ensure_topics(&cfg.kafka, &topics, cfg.enricher.topic_partitions, cfg.enricher.topic_replication).await?;
     crate::kafka::ensure_topics(
         &cfg.kafka,
@@ -70,7 +70,7 @@ pub async fn start(cfg: &Config, sink: Arc<dyn Sink>, metrics: Metrics) -> Resul
     let group = format!("{}{}", s.group_prefix, sink.name());
     let consumer = Arc::new(consumer::create(&cfg.kafka, &group, &topics, metrics.clone())?);
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
-    let decoder = RecordDecoder::new(s.topic_prefix.clone(), crate::enrich::registry_client(&cfg.registry)?);
+    let decoder = RecordDecoder::new(s.topic_prefix.clone(), crate::enrich::registry_client(&cfg.registry)?, cfg.entities().clone());
     let cancel = CancellationToken::new();
     crate::kafka::stall::spawn(&consumer, group, topics, cfg.kafka.consumer.stall_after, metrics.clone(), cancel.clone());
     let c = cancel.clone();

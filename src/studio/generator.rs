@@ -1,8 +1,8 @@
 //! Deterministic data for demos, tests and benchmarks: the same seed gives the same studio.
 
+use super::kind;
 use super::model::{BUDGET_CATEGORIES, BudgetLine, TALENT_ROLES, days_from_civil};
 use super::store::{Change, NewProduction, Store, StudioError};
-use crate::event::EntityKind;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -85,7 +85,7 @@ impl Zipf {
 /// Applies one realistic mutation to the production at rank `rank` of the live productions:
 /// budget revisions and payments most often, launch-date moves regularly, status changes rarely.
 pub fn random_mutation(store: &Store, rng: &mut StdRng, rank: usize) -> Result<Vec<Change>, StudioError> {
-    let ids = store.list_ids(EntityKind::Production, None, rank + 1);
+    let ids = store.list_ids(kind::PRODUCTION, None, rank + 1);
     let Some(pid) = ids.get(rank).or(ids.last()).cloned() else {
         return Ok(Vec::new());
     };
@@ -97,13 +97,13 @@ pub fn random_mutation(store: &Store, rng: &mut StdRng, rank: usize) -> Result<V
             store.set_budget_line(&format!("bud-{number}"), category, rng.random_range(1_000..50_000) * 10_000)
         }
         35..55 => {
-            let read = store.batch_get(EntityKind::Schedule, &[format!("sch-{number}")]);
+            let read = store.batch_get(kind::SCHEDULE, &[format!("sch-{number}")]);
             let Some((_, _, super::model::Body::Schedule(s))) = read.found.first() else { return Ok(Vec::new()) };
             let launch = (s.launch_date + rng.random_range(-60..90)).max(s.start_date);
             store.reschedule(&format!("sch-{number}"), None, Some(launch))
         }
         55..85 => {
-            let talents = store.list_ids(EntityKind::Talent, None, 64);
+            let talents = store.list_ids(kind::TALENT, None, 64);
             let Some(tid) = talents.get(rng.random_range(0..talents.len().max(1))) else { return Ok(Vec::new()) };
             let (pay, mut changes) = store.create_payment(&pid, tid, rng.random_range(10..500) * 100_000, days_from_civil(2027, 6, 1))?;
             if rng.random_bool(0.5) {
@@ -116,7 +116,7 @@ pub fn random_mutation(store: &Store, rng: &mut StdRng, rank: usize) -> Result<V
             store.update_production(&pid, None, Some(status.to_string()))
         }
         _ => {
-            let payments = store.list_ids(EntityKind::Payment, None, 32);
+            let payments = store.list_ids(kind::PAYMENT, None, 32);
             match payments.get(rng.random_range(0..payments.len().max(1))) {
                 Some(pay) => store.delete_payment(pay),
                 None => Ok(Vec::new()),
@@ -134,13 +134,13 @@ mod tests {
         let (a, b) = (Store::new(), Store::new());
         seed(&a, 5, 7).unwrap();
         seed(&b, 5, 7).unwrap();
-        let ids = a.list_ids(EntityKind::Production, None, 100);
+        let ids = a.list_ids(kind::PRODUCTION, None, 100);
         assert_eq!(ids.len(), 5);
-        for kind in EntityKind::ALL {
+        for kind in kind::ALL {
             let ids = a.list_ids(kind, None, 1000);
             assert_eq!(a.batch_get(kind, &ids), b.batch_get(kind, &ids), "{kind}");
         }
-        assert_eq!(a.count(EntityKind::Talent), 10);
+        assert_eq!(a.count(kind::TALENT), 10);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! that publish change events. Field names are snake_case and match the Avro records, so a
 //! response maps onto `schemas/avro/` by name; dates are `YYYY-MM-DD`; money is minor units.
 
+use super::kind;
 use super::model::{self, Body};
 use super::store::{Change, NewProduction, StudioError};
 use super::{ReadError, Studio};
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use async_graphql::{Context, EmptySubscription, Enum, ErrorExtensions, ID, InputObject, Object, Result, Schema, SimpleObject};
 use std::sync::Arc;
 
@@ -148,15 +149,15 @@ pub enum Entity {
     Payment,
 }
 
-impl From<Entity> for EntityKind {
+impl From<Entity> for EntityName {
     fn from(e: Entity) -> Self {
         match e {
-            Entity::Production => EntityKind::Production,
-            Entity::Talent => EntityKind::Talent,
-            Entity::Schedule => EntityKind::Schedule,
-            Entity::Budget => EntityKind::Budget,
-            Entity::CashFlow => EntityKind::CashFlow,
-            Entity::Payment => EntityKind::Payment,
+            Entity::Production => kind::PRODUCTION,
+            Entity::Talent => kind::TALENT,
+            Entity::Schedule => kind::SCHEDULE,
+            Entity::Budget => kind::BUDGET,
+            Entity::CashFlow => kind::CASH_FLOW,
+            Entity::Payment => kind::PAYMENT,
         }
     }
 }
@@ -183,7 +184,7 @@ fn ids_to_strings(ids: Vec<ID>) -> Vec<String> {
     ids.into_iter().map(|i| i.0).collect()
 }
 
-async fn batch(ctx: &Context<'_>, kind: EntityKind, ids: Vec<ID>) -> Result<Vec<(String, i64, Body)>> {
+async fn batch(ctx: &Context<'_>, kind: EntityName, ids: Vec<ID>) -> Result<Vec<(String, i64, Body)>> {
     let read = studio(ctx).read("graphql", kind, &ids_to_strings(ids)).await.map_err(read_error)?;
     Ok(read.found)
 }
@@ -194,7 +195,7 @@ pub struct Query;
 impl Query {
     /// Current state of the given productions; unknown or deleted ids are omitted (see `tombstones`).
     async fn productions(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Production>> {
-        Ok(batch(ctx, EntityKind::Production, ids)
+        Ok(batch(ctx, kind::PRODUCTION, ids)
             .await?
             .into_iter()
             .filter_map(|(id, version, b)| match b {
@@ -214,7 +215,7 @@ impl Query {
     }
 
     async fn talents(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Talent>> {
-        Ok(batch(ctx, EntityKind::Talent, ids)
+        Ok(batch(ctx, kind::TALENT, ids)
             .await?
             .into_iter()
             .filter_map(|(id, version, b)| match b {
@@ -231,7 +232,7 @@ impl Query {
     }
 
     async fn schedules(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Schedule>> {
-        Ok(batch(ctx, EntityKind::Schedule, ids)
+        Ok(batch(ctx, kind::SCHEDULE, ids)
             .await?
             .into_iter()
             .filter_map(|(id, version, b)| match b {
@@ -248,7 +249,7 @@ impl Query {
     }
 
     async fn budgets(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Budget>> {
-        Ok(batch(ctx, EntityKind::Budget, ids)
+        Ok(batch(ctx, kind::BUDGET, ids)
             .await?
             .into_iter()
             .filter_map(|(id, version, b)| match b {
@@ -266,7 +267,7 @@ impl Query {
     }
 
     async fn cash_flows(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<CashFlow>> {
-        Ok(batch(ctx, EntityKind::CashFlow, ids)
+        Ok(batch(ctx, kind::CASH_FLOW, ids)
             .await?
             .into_iter()
             .filter_map(|(id, version, b)| match b {
@@ -284,7 +285,7 @@ impl Query {
     }
 
     async fn payments(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Payment>> {
-        Ok(batch(ctx, EntityKind::Payment, ids)
+        Ok(batch(ctx, kind::PAYMENT, ids)
             .await?
             .into_iter()
             .filter_map(|(id, version, b)| match b {

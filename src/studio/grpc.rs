@@ -1,8 +1,9 @@
 //! The studio's gRPC API (`schemas/proto/studio.proto`): `BatchGet(entity, ids)`.
 
+use super::kind;
 use super::model::Body;
 use super::{ReadError, Studio};
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::proto::{self, entity::Body as PBody, studio_source_server::StudioSource};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -21,7 +22,10 @@ impl GrpcService {
 impl StudioSource for GrpcService {
     async fn batch_get(&self, request: Request<proto::BatchGetRequest>) -> Result<Response<proto::BatchGetResponse>, Status> {
         let req = request.into_inner();
-        let kind: EntityKind = req.entity.parse().map_err(|e: crate::event::DecodeError| Status::invalid_argument(e.to_string()))?;
+        let kind = EntityName::lookup(&req.entity)
+            .ok()
+            .filter(|k| kind::is_studio(*k))
+            .ok_or_else(|| Status::invalid_argument(format!("unknown entity '{}': the studio serves {:?}", req.entity, kind::ALL)))?;
         let read = self.studio.read("grpc", kind, &req.ids).await.map_err(|e| match e {
             ReadError::TooMany(_) => Status::invalid_argument(e.to_string()),
             ReadError::Fault(super::faults::Fault::Error) => Status::unavailable(e.to_string()),

@@ -13,13 +13,14 @@ pub mod faults;
 pub mod generator;
 pub mod graphql;
 pub mod grpc;
+pub mod kind;
 pub mod load;
 pub mod model;
 pub mod server;
 pub mod store;
 
 use crate::config::StudioConfig;
-use crate::event::{ChangeEvent, EntityKind};
+use crate::event::{ChangeEvent, EntityName};
 use crate::kafka::{ProduceError, Producer};
 use crate::metrics::{Metrics, label, labels};
 use faults::{Fault, Faults};
@@ -61,12 +62,12 @@ impl Studio {
         }))
     }
 
-    pub fn topic(&self, kind: EntityKind) -> String {
+    pub fn topic(&self, kind: EntityName) -> String {
         kind.changes_topic(&self.topic_prefix)
     }
 
     /// A batched read through the fault injector, as both APIs serve it.
-    pub async fn read(&self, api: &'static str, kind: EntityKind, ids: &[String]) -> Result<BatchRead, ReadError> {
+    pub async fn read(&self, api: &'static str, kind: EntityName, ids: &[String]) -> Result<BatchRead, ReadError> {
         if ids.len() > MAX_IDS_PER_READ {
             return Err(ReadError::TooMany(ids.len()));
         }
@@ -109,7 +110,7 @@ impl Studio {
     /// Publishes a CREATE event for every live entity at its current version (an initial
     /// snapshot), in bounded chunks, and waits for the acknowledgements.
     pub async fn publish_snapshot(&self) -> Result<(), ProduceError> {
-        for kind in EntityKind::ALL {
+        for kind in kind::ALL {
             let mut after: Option<String> = None;
             loop {
                 let ids = self.store.list_ids(kind, after.as_deref(), MAX_IDS_PER_READ);

@@ -2,7 +2,8 @@
 //!
 //! Dates are days since 1970-01-01 (Avro `date`); money is minor units (cents) as i64.
 
-use crate::event::EntityKind;
+use super::kind;
+use crate::event::EntityName;
 pub use crate::time::{civil_from_days, days_from_civil, format_date, parse_date};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,14 +104,14 @@ pub enum Body {
 }
 
 impl Body {
-    pub fn kind(&self) -> EntityKind {
+    pub fn kind(&self) -> EntityName {
         match self {
-            Body::Production(_) => EntityKind::Production,
-            Body::Talent(_) => EntityKind::Talent,
-            Body::Schedule(_) => EntityKind::Schedule,
-            Body::Budget(_) => EntityKind::Budget,
-            Body::CashFlow(_) => EntityKind::CashFlow,
-            Body::Payment(_) => EntityKind::Payment,
+            Body::Production(_) => kind::PRODUCTION,
+            Body::Talent(_) => kind::TALENT,
+            Body::Schedule(_) => kind::SCHEDULE,
+            Body::Budget(_) => kind::BUDGET,
+            Body::CashFlow(_) => kind::CASH_FLOW,
+            Body::Payment(_) => kind::PAYMENT,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Runs the studio: HTTP (GraphQL, `/metrics`, `/health`, `/admin/faults`), gRPC and load mode.
 
+use super::kind;
 use super::{Studio, graphql, grpc, load};
 use crate::config::{Config, FaultConfig};
-use crate::event::EntityKind;
 use crate::kafka::{self, Producer};
 use crate::metrics::Metrics;
 use async_graphql::http::GraphiQLSource;
@@ -71,7 +71,7 @@ pub async fn start(cfg: &Config, metrics: Metrics) -> Result<RunningStudio, Star
     let s = &cfg.studio;
     let producer = if s.publish {
         if s.create_topics {
-            let topics: Vec<String> = EntityKind::ALL.iter().map(|k| k.changes_topic(&s.topic_prefix)).collect();
+            let topics: Vec<String> = kind::ALL.iter().map(|k| k.changes_topic(&s.topic_prefix)).collect();
             kafka::ensure_topics(&cfg.kafka, &topics, s.topic_partitions, s.topic_replication).await.map_err(StartError::Topics)?;
         }
         Some(Producer::try_new(&cfg.kafka, metrics.clone())?)

@@ -6,8 +6,9 @@
 //! downstream version guards stay monotonic. Derived entities (the cash-flow projection) change in
 //! the same atomic step as their inputs.
 
+use super::kind;
 use super::model::*;
-use crate::event::{ChangeType, EntityKind};
+use crate::event::{ChangeType, EntityName};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
@@ -20,7 +21,7 @@ pub struct Record {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    pub entity: EntityKind,
+    pub entity: EntityName,
     pub id: String,
     pub change_type: ChangeType,
     pub version: i64,
@@ -29,7 +30,7 @@ pub struct Change {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StudioError {
     #[error("{entity} '{id}' not found")]
-    NotFound { entity: EntityKind, id: String },
+    NotFound { entity: EntityName, id: String },
     #[error("invalid {field}: {message}")]
     Invalid { field: &'static str, message: String },
 }
@@ -64,23 +65,24 @@ struct State {
     next_number: [u64; 6],
 }
 
-fn slot(kind: EntityKind) -> usize {
-    EntityKind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")
+fn slot(kind: EntityName) -> usize {
+    kind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")
 }
 
-fn prefix(kind: EntityKind) -> &'static str {
+fn prefix(kind: EntityName) -> &'static str {
     match kind {
-        EntityKind::Production => "prod",
-        EntityKind::Talent => "tal",
-        EntityKind::Schedule => "sch",
-        EntityKind::Budget => "bud",
-        EntityKind::CashFlow => "cf",
-        EntityKind::Payment => "pay",
+        kind::PRODUCTION => "prod",
+        kind::TALENT => "tal",
+        kind::SCHEDULE => "sch",
+        kind::BUDGET => "bud",
+        kind::CASH_FLOW => "cf",
+        kind::PAYMENT => "pay",
+        other => unreachable!("the studio holds only its own entities, not {other}"),
     }
 }
 
 /// A production's budget, schedule and cash flow share its number: prod-000007 → bud-000007.
-fn sibling_id(production_id: &str, kind: EntityKind) -> String {
+fn sibling_id(production_id: &str, kind: EntityName) -> String {
     let number = production_id.rsplit('-').next().unwrap_or(production_id);
     format!("{}-{number}", prefix(kind))
 }
@@ -104,15 +106,15 @@ fn check_currency(value: &str) -> Result<(), StudioError> {
 }
 
 impl State {
-    fn table(&self, kind: EntityKind) -> &BTreeMap<String, Record> {
+    fn table(&self, kind: EntityName) -> &BTreeMap<String, Record> {
         &self.tables[slot(kind)]
     }
 
-    fn live(&self, kind: EntityKind, id: &str) -> Result<&Body, StudioError> {
+    fn live(&self, kind: EntityName, id: &str) -> Result<&Body, StudioError> {
         self.table(kind).get(id).and_then(|r| r.body.as_ref()).ok_or_else(|| StudioError::NotFound { entity: kind, id: id.to_string() })
     }
 
-    fn new_id(&mut self, kind: EntityKind) -> String {
+    fn new_id(&mut self, kind: EntityName) -> String {
         let n = &mut self.next_number[slot(kind)];
         *n += 1;
         format!("{}-{:06}", prefix(kind), *n)
@@ -130,7 +132,7 @@ impl State {
         Change { entity: kind, id: id.to_string(), change_type, version }
     }
 
-    fn delete(&mut self, kind: EntityKind, id: &str) -> Option<Change> {
+    fn delete(&mut self, kind: EntityName, id: &str) -> Option<Change> {
         let record = self.tables[slot(kind)].get_mut(id)?;
         record.body.take()?;
         record.version += 1;
@@ -139,14 +141,14 @@ impl State {
 
     /// Recomputes the projection of a production from its current budget and schedule.
     fn project(&mut self, production_id: &str) -> Result<Change, StudioError> {
-        let Body::Budget(budget) = self.live(EntityKind::Budget, &sibling_id(production_id, EntityKind::Budget))? else {
+        let Body::Budget(budget) = self.live(kind::BUDGET, &sibling_id(production_id, kind::BUDGET))? else {
             unreachable!("budget table holds budgets")
         };
-        let Body::Schedule(schedule) = self.live(EntityKind::Schedule, &sibling_id(production_id, EntityKind::Schedule))? else {
+        let Body::Schedule(schedule) = self.live(kind::SCHEDULE, &sibling_id(production_id, kind::SCHEDULE))? else {
             unreachable!("schedule table holds schedules")
         };
         let cf = project_cash_flow(production_id, budget, schedule);
-        Ok(self.put(&sibling_id(production_id, EntityKind::CashFlow), Body::CashFlow(cf)))
+        Ok(self.put(&sibling_id(production_id, kind::CASH_FLOW), Body::CashFlow(cf)))
     }
 }
 
@@ -159,7 +161,7 @@ impl Store {
         f(&mut self.state.write().expect("studio store lock poisoned"))
     }
 
-    pub fn batch_get(&self, kind: EntityKind, ids: &[String]) -> BatchRead {
+    pub fn batch_get(&self, kind: EntityName, ids: &[String]) -> BatchRead {
         let state = self.state.read().expect("studio store lock poisoned");
         let table = state.table(kind);
         let mut out = BatchRead::default();
@@ -174,7 +176,7 @@ impl Store {
     }
 
     /// Ids of live entities of `kind` after `after` (exclusive), ascending, at most `limit`.
-    pub fn list_ids(&self, kind: EntityKind, after: Option<&str>, limit: usize) -> Vec<String> {
+    pub fn list_ids(&self, kind: EntityName, after: Option<&str>, limit: usize) -> Vec<String> {
         let state = self.state.read().expect("studio store lock poisoned");
         let range = match after {
             Some(a) => state.table(kind).range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
@@ -183,7 +185,7 @@ impl Store {
         range.filter(|(_, r)| r.body.is_some()).take(limit).map(|(id, _)| id.clone()).collect()
     }
 
-    pub fn count(&self, kind: EntityKind) -> usize {
+    pub fn count(&self, kind: EntityName) -> usize {
         let state = self.state.read().expect("studio store lock poisoned");
         state.table(kind).values().filter(|r| r.body.is_some()).count()
     }
@@ -204,8 +206,8 @@ impl Store {
             }
         }
         self.write(|s| {
-            let id = s.new_id(EntityKind::Production);
-            let (budget_id, schedule_id) = (sibling_id(&id, EntityKind::Budget), sibling_id(&id, EntityKind::Schedule));
+            let id = s.new_id(kind::PRODUCTION);
+            let (budget_id, schedule_id) = (sibling_id(&id, kind::BUDGET), sibling_id(&id, kind::SCHEDULE));
             let production = Production {
                 title: new.title,
                 status: "DEVELOPMENT".into(),
@@ -233,7 +235,7 @@ impl Store {
             return Err(invalid("title", "must not be empty"));
         }
         self.write(|s| {
-            let Body::Production(mut p) = s.live(EntityKind::Production, id)?.clone() else { unreachable!() };
+            let Body::Production(mut p) = s.live(kind::PRODUCTION, id)?.clone() else { unreachable!() };
             p.title = title.unwrap_or(p.title);
             p.status = status.unwrap_or(p.status);
             Ok(vec![s.put(id, Body::Production(p))])
@@ -244,12 +246,12 @@ impl Store {
     /// referring to it stay: they are records of what happened.
     pub fn delete_production(&self, id: &str) -> Result<Vec<Change>, StudioError> {
         self.write(|s| {
-            s.live(EntityKind::Production, id)?;
+            s.live(kind::PRODUCTION, id)?;
             let mut changes = Vec::new();
-            for kind in [EntityKind::CashFlow, EntityKind::Schedule, EntityKind::Budget] {
+            for kind in [kind::CASH_FLOW, kind::SCHEDULE, kind::BUDGET] {
                 changes.extend(s.delete(kind, &sibling_id(id, kind)));
             }
-            changes.extend(s.delete(EntityKind::Production, id));
+            changes.extend(s.delete(kind::PRODUCTION, id));
             Ok(changes)
         })
     }
@@ -257,7 +259,7 @@ impl Store {
     /// Moves a production's dates; its cash-flow projection moves in the same step.
     pub fn reschedule(&self, schedule_id: &str, start_date: Option<i32>, launch_date: Option<i32>) -> Result<Vec<Change>, StudioError> {
         self.write(|s| {
-            let Body::Schedule(mut sched) = s.live(EntityKind::Schedule, schedule_id)?.clone() else { unreachable!() };
+            let Body::Schedule(mut sched) = s.live(kind::SCHEDULE, schedule_id)?.clone() else { unreachable!() };
             sched.start_date = start_date.unwrap_or(sched.start_date);
             sched.launch_date = launch_date.unwrap_or(sched.launch_date);
             if sched.launch_date < sched.start_date {
@@ -275,7 +277,7 @@ impl Store {
             return Err(invalid("amount", format!("{amount} is negative")));
         }
         self.write(|s| {
-            let Body::Budget(mut budget) = s.live(EntityKind::Budget, budget_id)?.clone() else { unreachable!() };
+            let Body::Budget(mut budget) = s.live(kind::BUDGET, budget_id)?.clone() else { unreachable!() };
             match budget.lines.iter_mut().find(|l| l.category == category) {
                 Some(line) => line.amount = amount,
                 None => budget.lines.push(BudgetLine { category: category.to_string(), amount }),
@@ -291,7 +293,7 @@ impl Store {
         }
         check_one_of("role", role, TALENT_ROLES)?;
         self.write(|s| {
-            let id = s.new_id(EntityKind::Talent);
+            let id = s.new_id(kind::TALENT);
             let change = s.put(&id, Body::Talent(Talent { name: name.to_string(), role: role.to_string(), deals: Vec::new() }));
             Ok((id, vec![change]))
         })
@@ -303,9 +305,9 @@ impl Store {
             return Err(invalid("fee", format!("{fee} is negative")));
         }
         self.write(|s| {
-            let Body::Production(p) = s.live(EntityKind::Production, production_id)? else { unreachable!() };
+            let Body::Production(p) = s.live(kind::PRODUCTION, production_id)? else { unreachable!() };
             let currency = p.currency.clone();
-            let Body::Talent(mut t) = s.live(EntityKind::Talent, talent_id)?.clone() else { unreachable!() };
+            let Body::Talent(mut t) = s.live(kind::TALENT, talent_id)?.clone() else { unreachable!() };
             match t.deals.iter_mut().find(|d| d.production_id == production_id) {
                 Some(deal) => deal.fee = fee,
                 None => t.deals.push(Deal { production_id: production_id.to_string(), fee, currency }),
@@ -316,8 +318,8 @@ impl Store {
 
     pub fn delete_talent(&self, id: &str) -> Result<Vec<Change>, StudioError> {
         self.write(|s| {
-            s.live(EntityKind::Talent, id)?;
-            Ok(s.delete(EntityKind::Talent, id).into_iter().collect())
+            s.live(kind::TALENT, id)?;
+            Ok(s.delete(kind::TALENT, id).into_iter().collect())
         })
     }
 
@@ -333,10 +335,10 @@ impl Store {
             return Err(invalid("amount", format!("{amount} must be positive")));
         }
         self.write(|s| {
-            let Body::Production(p) = s.live(EntityKind::Production, production_id)? else { unreachable!() };
+            let Body::Production(p) = s.live(kind::PRODUCTION, production_id)? else { unreachable!() };
             let currency = p.currency.clone();
-            s.live(EntityKind::Talent, talent_id)?;
-            let id = s.new_id(EntityKind::Payment);
+            s.live(kind::TALENT, talent_id)?;
+            let id = s.new_id(kind::PAYMENT);
             let payment = Payment {
                 production_id: production_id.into(),
                 talent_id: talent_id.into(),
@@ -353,7 +355,7 @@ impl Store {
     pub fn set_payment_status(&self, id: &str, status: &str) -> Result<Vec<Change>, StudioError> {
         check_one_of("status", status, PAYMENT_STATUSES)?;
         self.write(|s| {
-            let Body::Payment(mut p) = s.live(EntityKind::Payment, id)?.clone() else { unreachable!() };
+            let Body::Payment(mut p) = s.live(kind::PAYMENT, id)?.clone() else { unreachable!() };
             p.status = status.to_string();
             Ok(vec![s.put(id, Body::Payment(p))])
         })
@@ -361,8 +363,8 @@ impl Store {
 
     pub fn delete_payment(&self, id: &str) -> Result<Vec<Change>, StudioError> {
         self.write(|s| {
-            s.live(EntityKind::Payment, id)?;
-            Ok(s.delete(EntityKind::Payment, id).into_iter().collect())
+            s.live(kind::PAYMENT, id)?;
+            Ok(s.delete(kind::PAYMENT, id).into_iter().collect())
         })
     }
 }
@@ -401,10 +403,10 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                (EntityKind::Production, "prod-000001", ChangeType::Create, 1),
-                (EntityKind::Budget, "bud-000001", ChangeType::Create, 1),
-                (EntityKind::Schedule, "sch-000001", ChangeType::Create, 1),
-                (EntityKind::CashFlow, "cf-000001", ChangeType::Create, 1),
+                (kind::PRODUCTION, "prod-000001", ChangeType::Create, 1),
+                (kind::BUDGET, "bud-000001", ChangeType::Create, 1),
+                (kind::SCHEDULE, "sch-000001", ChangeType::Create, 1),
+                (kind::CASH_FLOW, "cf-000001", ChangeType::Create, 1),
             ]
         );
     }
@@ -413,15 +415,12 @@ mod tests {
     fn launch_change_bumps_schedule_and_cash_flow() {
         let store = Store::new();
         let id = production(&store);
-        let before = store.batch_get(EntityKind::CashFlow, &["cf-000001".into()]);
+        let before = store.batch_get(kind::CASH_FLOW, &["cf-000001".into()]);
         let changes = store.reschedule("sch-000001", None, Some(parse_date("2027-12-01").unwrap())).unwrap();
-        assert_eq!(
-            changes.iter().map(|c| (c.entity, c.version)).collect::<Vec<_>>(),
-            [(EntityKind::Schedule, 2), (EntityKind::CashFlow, 2)]
-        );
-        let after = store.batch_get(EntityKind::CashFlow, &["cf-000001".into()]);
+        assert_eq!(changes.iter().map(|c| (c.entity, c.version)).collect::<Vec<_>>(), [(kind::SCHEDULE, 2), (kind::CASH_FLOW, 2)]);
+        let after = store.batch_get(kind::CASH_FLOW, &["cf-000001".into()]);
         assert_ne!(before.found[0].2, after.found[0].2);
-        assert_eq!(sibling_id(&id, EntityKind::CashFlow), "cf-000001");
+        assert_eq!(sibling_id(&id, kind::CASH_FLOW), "cf-000001");
     }
 
     #[test]
@@ -431,7 +430,7 @@ mod tests {
         store.update_production(&id, Some("B".into()), None).unwrap();
         let changes = store.delete_production(&id).unwrap();
         assert!(changes.iter().all(|c| c.change_type == ChangeType::Delete));
-        let read = store.batch_get(EntityKind::Production, &[id.clone(), "prod-999999".into()]);
+        let read = store.batch_get(kind::PRODUCTION, &[id.clone(), "prod-999999".into()]);
         assert_eq!(read.deleted, vec![(id.clone(), 3)]);
         assert_eq!(read.missing, vec!["prod-999999".to_string()]);
         assert!(matches!(store.update_production(&id, None, None), Err(StudioError::NotFound { .. })));
@@ -457,7 +456,7 @@ mod tests {
         assert!(matches!(store.update_production(&id, None, Some("WRAPPED".into())), Err(StudioError::Invalid { field: "status", .. })));
         assert!(matches!(store.reschedule("sch-000001", Some(parse_date("2030-01-01").unwrap()), None), Err(StudioError::Invalid { .. })));
         assert!(matches!(store.set_budget_line("bud-000001", "CATERING", 1), Err(StudioError::Invalid { .. })));
-        let read = store.batch_get(EntityKind::Schedule, &["sch-000001".into()]);
+        let read = store.batch_get(kind::SCHEDULE, &["sch-000001".into()]);
         assert_eq!(read.found[0].1, 1, "a rejected mutation must not bump the version");
     }
 
@@ -470,6 +469,6 @@ mod tests {
         let (pay, _) = store.create_payment(&pid, &tid, 1000, 0).unwrap();
         assert_eq!(store.set_payment_status(&pay, "PAID").unwrap()[0].version, 2);
         assert!(matches!(store.create_payment("prod-404", &tid, 1, 0), Err(StudioError::NotFound { .. })));
-        assert_eq!(store.list_ids(EntityKind::Payment, None, 10), vec![pay]);
+        assert_eq!(store.list_ids(kind::PAYMENT, None, 10), vec![pay]);
     }
 }

@@ -7,7 +7,6 @@ use crate::sink_support::*;
 use serde_json::{Value as Json, json};
 use slate::analyst::{Analyst, router};
 use slate::config::{Config, Override};
-use slate::event::EntityKind;
 use slate::sink::{Sink, SinkRecord};
 use std::path::PathBuf;
 
@@ -89,7 +88,7 @@ fn with(mut r: SinkRecord, field: &str, value: Json) -> SinkRecord {
 
 fn schedule(id: &str, production: &str, launch: &str) -> SinkRecord {
     let value = json!({"id": id, "version": 1, "production_id": production, "start_date": "2026-01-05", "launch_date": launch});
-    rec(EntityKind::Schedule, id, Some(1), Some(value))
+    rec(slate::studio::kind::SCHEDULE, id, Some(1), Some(value))
 }
 
 /// The data the core tests expect, written through a real sink (so the real migrations and
@@ -131,7 +130,7 @@ pub fn core_batch() -> Vec<SinkRecord> {
 pub async fn seed_core(sink: &dyn Sink) {
     let outcome = sink.write(&core_batch()).await.expect("seed");
     assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
-    sink.write(&[tombstone(EntityKind::Production, "prod-d", Some(2))]).await.expect("delete prod-d");
+    sink.write(&[tombstone(slate::studio::kind::PRODUCTION, "prod-d", Some(2))]).await.expect("delete prod-d");
 }
 
 /// prod-1 and prod-2, nothing else: for tests about the API rather than the numbers.

@@ -8,7 +8,7 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, TopicPartitionList};
-use slate::event::{ChangeEvent, EntityKind};
+use slate::event::{ChangeEvent, EntityName};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -130,14 +130,14 @@ pub fn slate_bin() -> String {
 #[derive(Debug, Clone)]
 pub struct Published {
     pub uuid: String,
-    pub entity: EntityKind,
+    pub entity: EntityName,
     pub id: String,
 }
 
 /// Every message of the change topics: the decodable events and how many were not.
 pub fn published(prefix: &str, partitions: i32) -> (Vec<Published>, usize) {
     let (mut events, mut poison) = (Vec::new(), 0);
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         for (key, payload, _) in read_all(&kind.changes_topic(prefix), partitions) {
             match payload.as_deref().map(|p| ChangeEvent::decode_json(p, Some(&key), Some(kind))) {
                 Some(Ok(e)) if e.entity == kind => events.push(Published { uuid: e.uuid.to_string(), entity: kind, id: e.id }),
@@ -151,8 +151,8 @@ pub fn published(prefix: &str, partitions: i32) -> (Vec<Published>, usize) {
 /// How many enriched messages carry each event uuid (one audit row is owed per delivery).
 pub fn deliveries(output_prefix: &str, partitions: i32) -> HashMap<String, usize> {
     let mut out: HashMap<String, usize> = HashMap::new();
-    for kind in EntityKind::ALL {
-        let schema = Schema::parse_str(slate::schemas::entity_schema(kind)).unwrap();
+    for kind in slate::studio::kind::ALL {
+        let schema = slate::catalogue::Catalogue::example(kind).schema.clone();
         for (_, payload, headers) in read_all(&format!("{output_prefix}{}.enriched", kind.as_str()), partitions) {
             let uuids: Vec<String> = match payload {
                 None => headers
@@ -190,11 +190,11 @@ fn coalesced_uuids(schema: &Schema, payload: &[u8]) -> Vec<String> {
 }
 
 /// `id → (version, deleted)` of each entity table in PostgreSQL.
-pub async fn sql_state(db_url: &str) -> BTreeMap<EntityKind, HashMap<String, (i64, bool)>> {
+pub async fn sql_state(db_url: &str) -> BTreeMap<EntityName, HashMap<String, (i64, bool)>> {
     use sqlx::Row;
     let pool = sqlx::PgPool::connect(db_url).await.expect("connect to the sink's database");
     let mut out = BTreeMap::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let q = format!("SELECT id, version, deleted FROM {}", kind.as_str());
         let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&pool).await.unwrap_or_default();
         out.insert(
@@ -207,11 +207,11 @@ pub async fn sql_state(db_url: &str) -> BTreeMap<EntityKind, HashMap<String, (i6
 }
 
 /// `id → version` of each entity index in the search target (after a refresh).
-pub async fn search_state(es_url: &str, index_prefix: &str) -> BTreeMap<EntityKind, HashMap<String, i64>> {
+pub async fn search_state(es_url: &str, index_prefix: &str) -> BTreeMap<EntityName, HashMap<String, i64>> {
     let http = reqwest::Client::new();
     let _ = http.post(format!("{es_url}/{index_prefix}*/_refresh")).send().await;
     let mut out = BTreeMap::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let body = serde_json::json!({ "size": 10000, "query": { "match_all": {} } });
         let resp = http.post(format!("{es_url}/{index_prefix}{}/_search", kind.as_str())).json(&body).send().await.expect("search");
         let reply: serde_json::Value = if resp.status().is_success() { resp.json().await.expect("json") } else { serde_json::json!({}) };

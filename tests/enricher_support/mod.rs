@@ -6,7 +6,7 @@ use crate::common::*;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use slate::config::Config;
-use slate::event::{ChangeEvent, EntityKind};
+use slate::event::{ChangeEvent, EntityName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -37,10 +37,10 @@ pub fn use_studio(cfg: &mut Config, studio: &slate::studio::server::RunningStudi
 
 /// The last output per key on the enriched topics: `Some(version)` for a record, `None` for a
 /// tombstone, plus the decoded records for further checks.
-pub fn enriched_state(cfg: &Config) -> BTreeMap<(EntityKind, String), Option<i64>> {
+pub fn enriched_state(cfg: &Config) -> BTreeMap<(EntityName, String), Option<i64>> {
     let mut state = BTreeMap::new();
-    for kind in EntityKind::ALL {
-        let schema = Schema::parse_str(slate::schemas::entity_schema(kind)).unwrap();
+    for kind in slate::studio::kind::ALL {
+        let schema = slate::catalogue::Catalogue::example(kind).schema.clone();
         for (key, payload, _) in read_all(&cfg.enricher.output_topic(kind), cfg.enricher.topic_partitions) {
             let id = String::from_utf8(key).unwrap();
             let version = payload.map(|p| version_of(&schema, &p));
@@ -67,14 +67,14 @@ pub fn version_of(schema: &Schema, payload: &[u8]) -> i64 {
 
 /// Keys that had change events, read from the change topics; `studio_metrics` says how many
 /// events each topic received.
-pub async fn changed_keys(cfg: &Config, studio_metrics: &slate::metrics::Metrics) -> BTreeSet<(EntityKind, String)> {
+pub async fn changed_keys(cfg: &Config, studio_metrics: &slate::metrics::Metrics) -> BTreeSet<(EntityName, String)> {
     let (cfg, m) = (cfg.clone(), studio_metrics.clone());
     tokio::task::spawn_blocking(move || changed_keys_blocking(&cfg, &m)).await.expect("reader thread")
 }
 
-fn changed_keys_blocking(cfg: &Config, studio_metrics: &slate::metrics::Metrics) -> BTreeSet<(EntityKind, String)> {
+fn changed_keys_blocking(cfg: &Config, studio_metrics: &slate::metrics::Metrics) -> BTreeSet<(EntityName, String)> {
     let mut keys = BTreeSet::new();
-    for kind in EntityKind::ALL {
+    for kind in slate::studio::kind::ALL {
         let topic = kind.changes_topic(&cfg.studio.topic_prefix);
         let n = studio_metrics.produced_total.get_or_create(&slate::metrics::label("topic", topic.clone())).get() as usize;
         if n == 0 {
@@ -90,7 +90,7 @@ fn changed_keys_blocking(cfg: &Config, studio_metrics: &slate::metrics::Metrics)
 
 /// What the enriched topics must end with for `keys`: the studio's current version, or a
 /// tombstone for deleted and unknown ids.
-pub fn studio_state(studio: &slate::studio::Studio, keys: &BTreeSet<(EntityKind, String)>) -> BTreeMap<(EntityKind, String), Option<i64>> {
+pub fn studio_state(studio: &slate::studio::Studio, keys: &BTreeSet<(EntityName, String)>) -> BTreeMap<(EntityName, String), Option<i64>> {
     keys.iter()
         .map(|(kind, id)| {
             let read = studio.store.batch_get(*kind, std::slice::from_ref(id));
@@ -100,7 +100,7 @@ pub fn studio_state(studio: &slate::studio::Studio, keys: &BTreeSet<(EntityKind,
 }
 
 /// Waits until, for every changed key, the enriched topics end with the studio's state.
-pub async fn wait_converged(cfg: &Config, studio: &slate::studio::Studio, keys: &BTreeSet<(EntityKind, String)>, within: Duration) {
+pub async fn wait_converged(cfg: &Config, studio: &slate::studio::Studio, keys: &BTreeSet<(EntityName, String)>, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let want = studio_state(studio, keys);

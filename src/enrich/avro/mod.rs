@@ -15,7 +15,7 @@
 //! instead of exhausting memory.
 
 use crate::enrich::fetch::Fetched;
-use crate::event::{ChangeEvent, ChangeType, DecodeError, EntityKind, MAX_EVENT_BYTES, MAX_ID_BYTES};
+use crate::event::{ChangeEvent, ChangeType, DecodeError, EntityName, MAX_EVENT_BYTES, MAX_ID_BYTES};
 use crate::time::parse_date;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -196,8 +196,8 @@ fn change_event_from_value(value: Value) -> Result<ChangeEvent, EventDecodeError
         Value::TimestampMillis(t) | Value::Long(t) => t,
         other => return Err(invalid("ts", &other)),
     };
-    let entity: EntityKind = match take("entity")? {
-        Value::String(s) => s.parse()?,
+    let entity: EntityName = match take("entity")? {
+        Value::String(s) => s.parse().map_err(|e: crate::catalogue::UnknownEntity| DecodeError::UnknownEntity(e.0))?,
         other => return Err(invalid("entity", &other)),
     };
     let id = match take("id")? {

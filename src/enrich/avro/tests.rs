@@ -1,12 +1,12 @@
 //! Unit tests of the JSON → Avro conversion, the framing and ChangeEvent decoding.
 
 use super::*;
-use crate::schemas::entity_schema;
+use crate::catalogue::Catalogue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-fn schema(kind: EntityKind) -> Schema {
-    Schema::parse_str(entity_schema(kind)).unwrap()
+fn schema(kind: EntityName) -> Schema {
+    Catalogue::example(kind).schema.clone()
 }
 
 fn meta() -> Meta {
@@ -39,34 +39,34 @@ fn field<'v>(record: &'v Value, name: &str) -> &'v Value {
 }
 
 /// One entity of each kind, shaped as the studio's GraphQL API returns them.
-fn studio_json() -> Vec<(EntityKind, Json)> {
+fn studio_json() -> Vec<(EntityName, Json)> {
     vec![
         (
-            EntityKind::Production,
+            crate::studio::kind::PRODUCTION,
             json!({ "id": "prod-000001", "version": 3, "title": "Night Ledger", "status": "PRE_PRODUCTION", "genre": "thriller",
                     "currency": "USD", "budget_id": "bud-000001", "schedule_id": null }),
         ),
         (
-            EntityKind::Talent,
+            crate::studio::kind::TALENT,
             json!({ "id": "tal-000001", "version": 2, "name": "Ada Quist", "role": "DIRECTOR",
                     "deals": [{ "production_id": "prod-000001", "fee": 25_000_000, "currency": "USD" }] }),
         ),
         (
-            EntityKind::Schedule,
+            crate::studio::kind::SCHEDULE,
             json!({ "id": "sch-000001", "version": 1, "production_id": "prod-000001", "start_date": "2027-01-15", "launch_date": "2028-06-01" }),
         ),
         (
-            EntityKind::Budget,
+            crate::studio::kind::BUDGET,
             json!({ "id": "bud-000001", "version": 4, "production_id": "prod-000001", "currency": "USD", "total": 1_500,
                     "lines": [{ "category": "PRODUCTION", "amount": 1_000 }, { "category": "MARKETING", "amount": 500 }] }),
         ),
         (
-            EntityKind::CashFlow,
+            crate::studio::kind::CASH_FLOW,
             json!({ "id": "cf-000001", "version": 5, "production_id": "prod-000001", "currency": "USD", "total": 9_000_000_000_i64,
                     "months": [{ "month": "2027-01", "amount": 4_000_000_000_i64 }, { "month": "2027-02", "amount": 5_000_000_000_i64 }] }),
         ),
         (
-            EntityKind::Payment,
+            crate::studio::kind::PAYMENT,
             json!({ "id": "pay-000001", "version": 1, "production_id": "prod-000001", "talent_id": "tal-000001", "amount": 12_345,
                     "currency": "USD", "status": "PAID", "due_date": "2027-03-31" }),
         ),
@@ -83,27 +83,27 @@ fn every_entity_round_trips() {
         assert_eq!(field(meta, "change_type"), &Value::Enum(1, "UPDATE".into()));
         assert_eq!(field(meta, "fetched_at"), &Value::TimestampMillis(1_700_000_000_050));
     }
-    let production = round_trip(&schema(EntityKind::Production), &fetched(studio_json_of(EntityKind::Production)));
+    let production = round_trip(&schema(crate::studio::kind::PRODUCTION), &fetched(studio_json_of(crate::studio::kind::PRODUCTION)));
     assert_eq!(field(&production, "schedule_id"), &Value::Union(0, Box::new(Value::Null)));
     assert_eq!(field(&production, "budget_id"), &Value::Union(1, Box::new(Value::String("bud-000001".into()))));
 }
 
-fn studio_json_of(kind: EntityKind) -> Json {
+fn studio_json_of(kind: EntityName) -> Json {
     studio_json().into_iter().find(|(k, _)| *k == kind).unwrap().1
 }
 
 #[test]
 fn id_and_version_come_from_the_fetch() {
-    let mut f = fetched(studio_json_of(EntityKind::Payment));
+    let mut f = fetched(studio_json_of(crate::studio::kind::PAYMENT));
     f.body.as_object_mut().unwrap().retain(|k, _| k != "id" && k != "version");
     f.version = 99;
-    assert_eq!(field(&round_trip(&schema(EntityKind::Payment), &f), "version"), &Value::Long(99));
+    assert_eq!(field(&round_trip(&schema(crate::studio::kind::PAYMENT), &f), "version"), &Value::Long(99));
 }
 
 #[test]
 fn dates_from_strings_or_days() {
-    let s = schema(EntityKind::Schedule);
-    let mut f = fetched(studio_json_of(EntityKind::Schedule));
+    let s = schema(crate::studio::kind::SCHEDULE);
+    let mut f = fetched(studio_json_of(crate::studio::kind::SCHEDULE));
     let from_string = round_trip(&s, &f);
     f.body["start_date"] = json!(parse_date("2027-01-15").unwrap());
     assert_eq!(round_trip(&s, &f), from_string);
@@ -117,34 +117,39 @@ fn dates_from_strings_or_days() {
 
 #[test]
 fn missing_fields_take_defaults_or_name_the_path() {
-    let mut f = fetched(studio_json_of(EntityKind::Talent));
+    let mut f = fetched(studio_json_of(crate::studio::kind::TALENT));
     f.body.as_object_mut().unwrap().remove("deals");
-    assert_eq!(field(&round_trip(&schema(EntityKind::Talent), &f), "deals"), &Value::Array(vec![]));
-    let mut f = fetched(studio_json_of(EntityKind::CashFlow));
+    assert_eq!(field(&round_trip(&schema(crate::studio::kind::TALENT), &f), "deals"), &Value::Array(vec![]));
+    let mut f = fetched(studio_json_of(crate::studio::kind::CASH_FLOW));
     f.body["months"][1].as_object_mut().unwrap().remove("amount");
-    let err = to_record(&schema(EntityKind::CashFlow), &f, &meta()).unwrap_err();
+    let err = to_record(&schema(crate::studio::kind::CASH_FLOW), &f, &meta()).unwrap_err();
     assert!(matches!(&err, EncodeError::Missing { path } if path == "months[1].amount"), "{err}");
     assert_eq!(err.to_string(), "missing required field `months[1].amount`");
 }
 
 #[test]
 fn wrong_types_name_the_path() {
-    let mut f = fetched(studio_json_of(EntityKind::Budget));
+    let mut f = fetched(studio_json_of(crate::studio::kind::BUDGET));
     f.body["lines"][0]["amount"] = json!(10.5);
-    let err = to_record(&schema(EntityKind::Budget), &f, &meta()).unwrap_err();
+    let err = to_record(&schema(crate::studio::kind::BUDGET), &f, &meta()).unwrap_err();
     assert_eq!(err.to_string(), "`lines[0].amount`: expected an integer, found 10.5");
     f.body["lines"][0]["amount"] = json!(u64::MAX);
-    assert!(matches!(to_record(&schema(EntityKind::Budget), &f, &meta()), Err(EncodeError::OutOfRange { .. })));
-    let mut f = fetched(studio_json_of(EntityKind::Production));
+    assert!(matches!(to_record(&schema(crate::studio::kind::BUDGET), &f, &meta()), Err(EncodeError::OutOfRange { .. })));
+    let mut f = fetched(studio_json_of(crate::studio::kind::PRODUCTION));
     f.body["budget_id"] = json!(5);
-    assert!(to_record(&schema(EntityKind::Production), &f, &meta()).unwrap_err().to_string().starts_with("`budget_id`: expected a string"));
+    assert!(
+        to_record(&schema(crate::studio::kind::PRODUCTION), &f, &meta())
+            .unwrap_err()
+            .to_string()
+            .starts_with("`budget_id`: expected a string")
+    );
 }
 
 #[test]
 fn unknown_enum_symbols_fall_back_to_the_default() {
-    let mut f = fetched(studio_json_of(EntityKind::Payment));
+    let mut f = fetched(studio_json_of(crate::studio::kind::PAYMENT));
     f.body["status"] = json!("REFUNDED");
-    assert_eq!(field(&round_trip(&schema(EntityKind::Payment), &f), "status"), &Value::Enum(0, "PENDING".into()));
+    assert_eq!(field(&round_trip(&schema(crate::studio::kind::PAYMENT), &f), "status"), &Value::Enum(0, "PENDING".into()));
     let no_default = Schema::parse_str(
         r#"{"type":"record","name":"R","fields":[{"name":"id","type":"string"},{"name":"version","type":"long"},
             {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}}]}"#,
@@ -169,10 +174,10 @@ fn named_references_resolve() {
 async fn real_studio_graphql_results_convert() {
     let studio = crate::studio::Studio::new(&Default::default(), None, crate::metrics::Metrics::new()).unwrap();
     let gql = crate::studio::graphql::schema(studio.clone());
-    for kind in EntityKind::ALL {
+    for kind in crate::studio::kind::ALL {
         let ids = studio.store.list_ids(kind, None, 5);
         assert!(!ids.is_empty(), "{kind}");
-        let request = async_graphql::Request::new(crate::enrich::fetch::graphql::default_query(kind))
+        let request = async_graphql::Request::new(crate::enrich::fetch::graphql::default_query(Catalogue::example(kind)))
             .variables(async_graphql::Variables::from_json(json!({ "ids": ids })));
         let response = serde_json::to_value(gql.execute(request).await).unwrap();
         let items = response.pointer("/data/items").and_then(Json::as_array).unwrap_or_else(|| panic!("{response}"));
@@ -198,7 +203,7 @@ fn framing() {
 
 #[test]
 fn change_events_round_trip_and_evolve() {
-    let mut e = ChangeEvent::new(ChangeType::Delete, EntityKind::CashFlow, "cf-000001", 1_700_000_000_000);
+    let mut e = ChangeEvent::new(ChangeType::Delete, crate::studio::kind::CASH_FLOW, "cf-000001", 1_700_000_000_000);
     let bytes = change_event_datum(&e).unwrap();
     assert_eq!(decode_change_event(change_event_schema(), &bytes).unwrap(), e);
     (e.version, e.source, e.trace) = (Some(12), Some("studio".into()), Some("00-abc-def-01".into()));
@@ -221,19 +226,22 @@ fn change_events_round_trip_and_evolve() {
     ]);
     let body = GenericDatumWriter::builder(&old).build().unwrap().write_value_to_vec(record).unwrap();
     let decoded = decode_change_event(&old, &body).unwrap();
-    assert_eq!((decoded.entity, decoded.id.as_str(), decoded.version, decoded.source), (EntityKind::CashFlow, "cf-1", None, None));
+    assert_eq!(
+        (decoded.entity, decoded.id.as_str(), decoded.version, decoded.source),
+        (crate::studio::kind::CASH_FLOW, "cf-1", None, None)
+    );
     let mut trailing = bytes.clone();
     trailing.push(0);
     assert!(matches!(decode_change_event(change_event_schema(), &trailing), Err(EventDecodeError::Trailing(1))));
-    let unrelated = schema(EntityKind::Payment);
+    let unrelated = schema(crate::studio::kind::PAYMENT);
     assert!(matches!(decode_change_event(&unrelated, &bytes), Err(EventDecodeError::Avro(_))));
 }
 
 #[test]
 fn garbage_never_panics() {
     let mut rng = SmallRng::seed_from_u64(11);
-    let valid = change_event_datum(&ChangeEvent::new(ChangeType::Create, EntityKind::Talent, "tal-1", 5)).unwrap();
-    let writers = [change_event_schema().clone(), schema(EntityKind::CashFlow)];
+    let valid = change_event_datum(&ChangeEvent::new(ChangeType::Create, crate::studio::kind::TALENT, "tal-1", 5)).unwrap();
+    let writers = [change_event_schema().clone(), schema(crate::studio::kind::CASH_FLOW)];
     for round in 0..4000 {
         let mut bytes: Vec<u8> = if round % 2 == 0 {
             (0..rng.random_range(0..64)).map(|_| rng.random()).collect()

@@ -11,8 +11,8 @@
 //! `BadResponse`. Any GraphQL error fails the whole request: partial data is never used.
 
 use super::{FetchError, FetchReply, Fetched, MAX_RESPONSE_BYTES, assemble};
+use crate::catalogue::Entity;
 use crate::config::{ConfigError, EntitySourceConfig, Secret, SourcesConfig};
-use crate::event::EntityKind;
 use apache_avro::Schema;
 use apache_avro::schema::{Name, RecordField, RecordSchema, ResolvedSchema};
 use reqwest::{StatusCode, Url};
@@ -50,11 +50,12 @@ pub(super) fn http_client(cfg: &SourcesConfig) -> Result<reqwest::Client, Config
 
 impl GraphqlFetcher {
     pub fn try_new(
-        kind: EntityKind,
+        catalogued: &Entity,
         cfg: &SourcesConfig,
         entity: &EntitySourceConfig,
         client: reqwest::Client,
     ) -> Result<Self, ConfigError> {
+        let kind = catalogued.name;
         let (key, endpoint) = match &entity.endpoint {
             Some(e) => (format!("sources.entities.{kind}.endpoint"), e.as_str()),
             None => ("sources.graphql_endpoint".to_string(), cfg.graphql_endpoint.as_str()),
@@ -64,7 +65,7 @@ impl GraphqlFetcher {
         Ok(Self {
             client,
             endpoint,
-            query: entity.query.clone().unwrap_or_else(|| default_query(kind)),
+            query: entity.query.clone().unwrap_or_else(|| default_query(catalogued)),
             response_path: entity.response_path.clone().unwrap_or_else(|| DEFAULT_RESPONSE_PATH.into()),
             tombstones_path: entity.tombstones_path.clone().unwrap_or_else(|| DEFAULT_TOMBSTONES_PATH.into()),
             tombstones_required: entity.tombstones_path.is_some() || entity.query.is_none(),
@@ -137,11 +138,13 @@ impl GraphqlFetcher {
     }
 }
 
-/// The default query of an entity, generated from its Avro record (`slate::schemas`).
-pub fn default_query(kind: EntityKind) -> String {
-    let schema = Schema::parse_str(crate::schemas::entity_schema(kind)).expect("embedded schemas parse (tested in schemas.rs)");
-    let resolved = ResolvedSchema::try_from(&schema).expect("embedded schemas resolve");
-    let Schema::Record(record) = &schema else { unreachable!("entity schemas are records") };
+/// The default query of an entity, generated from its Avro record: `<name>s(ids: $ids)`
+/// selecting every field but `_meta`, and `tombstones(entity: <name>, ids: $ids)`.
+pub fn default_query(entity: &Entity) -> String {
+    let kind = entity.name;
+    let schema = &entity.schema;
+    let resolved = ResolvedSchema::try_from(schema).expect("catalogue schemas resolve (they parsed)");
+    let Schema::Record(record) = schema else { unreachable!("the catalogue holds records only") };
     let fields: Vec<&RecordField> = record.fields.iter().filter(|f| f.name != "_meta").collect();
     format!(
         "query($ids: [ID!]!) {{ items: {kind}s(ids: $ids) {{ {} }} tombstones: tombstones(entity: {kind}, ids: $ids) {{ id version }} }}",
@@ -278,13 +281,13 @@ mod tests {
     #[test]
     fn default_query_selects_every_business_field() {
         assert_eq!(
-            default_query(EntityKind::CashFlow),
+            default_query(crate::catalogue::Catalogue::example(crate::studio::kind::CASH_FLOW)),
             "query($ids: [ID!]!) { items: cash_flows(ids: $ids) { id version production_id currency months { month amount } total } \
              tombstones: tombstones(entity: cash_flow, ids: $ids) { id version } }"
         );
-        let talent = default_query(EntityKind::Talent);
+        let talent = default_query(crate::catalogue::Catalogue::example(crate::studio::kind::TALENT));
         assert!(talent.contains("items: talents(ids: $ids) { id version name role deals { production_id fee currency } }"), "{talent}");
-        let production = default_query(EntityKind::Production);
+        let production = default_query(crate::catalogue::Catalogue::example(crate::studio::kind::PRODUCTION));
         assert!(production.contains("budget_id schedule_id }") && !production.contains("_meta"), "{production}");
     }
 

@@ -9,7 +9,7 @@
 
 use super::{FetchError, FetchReply, Fetched, MAX_RESPONSE_BYTES, assemble};
 use crate::config::{ConfigError, EntitySourceConfig, SourcesConfig};
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::proto::{self, entity::Body};
 use crate::time::format_date;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 pub const DEFAULT_METHOD: &str = "/studio.finance.v1.StudioSource/BatchGet";
 
 pub struct GrpcFetcher {
-    kind: EntityKind,
+    kind: EntityName,
     channel: Channel,
     /// For error messages: the endpoint and method called.
     target: String,
@@ -41,7 +41,7 @@ pub(super) fn lazy_channel(key: &str, endpoint: &str, timeout: Duration) -> Resu
 }
 
 impl GrpcFetcher {
-    pub fn try_new(kind: EntityKind, cfg: &SourcesConfig, entity: &EntitySourceConfig, channel: Channel) -> Result<Self, ConfigError> {
+    pub fn try_new(kind: EntityName, cfg: &SourcesConfig, entity: &EntitySourceConfig, channel: Channel) -> Result<Self, ConfigError> {
         let method = entity.grpc_method.as_deref().unwrap_or(DEFAULT_METHOD);
         let method = PathAndQuery::from_str(method).map_err(|e| ConfigError::Invalid {
             key: format!("sources.entities.{kind}.grpc_method"),
@@ -66,8 +66,10 @@ impl GrpcFetcher {
             let Some(body) = entity.body else {
                 return Err(FetchError::BadResponse(format!("entity '{}' has no body", entity.id)));
             };
-            let (kind, body) = to_json(&entity.id, entity.version, body);
-            if kind != self.kind {
+            let (kind, body) = to_json(&entity.id, entity.version, body)?;
+            if let Some(kind) = kind
+                && kind != self.kind
+            {
                 return Err(FetchError::BadResponse(format!("asked for {} '{}', got a {kind}", self.kind, entity.id)));
             }
             found.push(Fetched { id: entity.id, version: entity.version, body });
@@ -103,35 +105,44 @@ fn status_error(target: &str, status: &tonic::Status) -> FetchError {
 }
 
 /// The proto body as the GraphQL API shapes it: Avro field names, `id` and `version` included,
-/// dates as `YYYY-MM-DD`, absent optionals as `null`.
-fn to_json(id: &str, version: i64, body: Body) -> (EntityKind, Value) {
+/// dates as `YYYY-MM-DD`, absent optionals as `null`. The entity a typed body belongs to is
+/// returned to be checked; a `json` body (the generic contract) belongs to what was asked for.
+fn to_json(id: &str, version: i64, body: Body) -> Result<(Option<EntityName>, Value), FetchError> {
     let (kind, mut fields) = match body {
+        Body::Json(text) => {
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| FetchError::BadResponse(format!("entity '{id}': the json body is not JSON: {e}")))?;
+            if !value.is_object() {
+                return Err(FetchError::BadResponse(format!("entity '{id}': the json body is not a JSON object")));
+            }
+            (None, value)
+        }
         Body::Production(p) => (
-            EntityKind::Production,
+            Some(crate::studio::kind::PRODUCTION),
             json!({ "title": p.title, "status": p.status, "genre": p.genre, "currency": p.currency,
                     "budget_id": p.budget_id, "schedule_id": p.schedule_id }),
         ),
         Body::Talent(t) => (
-            EntityKind::Talent,
+            Some(crate::studio::kind::TALENT),
             json!({ "name": t.name, "role": t.role,
                     "deals": t.deals.into_iter().map(|d| json!({ "production_id": d.production_id, "fee": d.fee, "currency": d.currency })).collect::<Vec<_>>() }),
         ),
         Body::Schedule(s) => (
-            EntityKind::Schedule,
+            Some(crate::studio::kind::SCHEDULE),
             json!({ "production_id": s.production_id, "start_date": format_date(s.start_date), "launch_date": format_date(s.launch_date) }),
         ),
         Body::Budget(b) => (
-            EntityKind::Budget,
+            Some(crate::studio::kind::BUDGET),
             json!({ "production_id": b.production_id, "currency": b.currency, "total": b.total,
                     "lines": b.lines.into_iter().map(|l| json!({ "category": l.category, "amount": l.amount })).collect::<Vec<_>>() }),
         ),
         Body::CashFlow(c) => (
-            EntityKind::CashFlow,
+            Some(crate::studio::kind::CASH_FLOW),
             json!({ "production_id": c.production_id, "currency": c.currency, "total": c.total,
                     "months": c.months.into_iter().map(|m| json!({ "month": m.month, "amount": m.amount })).collect::<Vec<_>>() }),
         ),
         Body::Payment(p) => (
-            EntityKind::Payment,
+            Some(crate::studio::kind::PAYMENT),
             json!({ "production_id": p.production_id, "talent_id": p.talent_id, "amount": p.amount, "currency": p.currency,
                     "status": p.status, "due_date": format_date(p.due_date) }),
         ),
@@ -139,7 +150,7 @@ fn to_json(id: &str, version: i64, body: Body) -> (EntityKind, Value) {
     let map = fields.as_object_mut().expect("built as an object");
     map.insert("id".into(), Value::String(id.to_string()));
     map.insert("version".into(), Value::from(version));
-    (kind, fields)
+    Ok((kind, fields))
 }
 
 #[cfg(test)]
@@ -159,13 +170,16 @@ mod tests {
     #[test]
     fn bodies_use_avro_names_and_iso_dates() {
         let body = Body::Schedule(proto::Schedule { production_id: "prod-1".into(), start_date: 0, launch_date: 365 });
-        let (kind, json) = to_json("sch-1", 3, body);
-        assert_eq!(kind, EntityKind::Schedule);
+        let (kind, json) = to_json("sch-1", 3, body).unwrap();
+        assert_eq!(kind, Some(crate::studio::kind::SCHEDULE));
         assert_eq!(
             json,
             json!({ "id": "sch-1", "version": 3, "production_id": "prod-1", "start_date": "1970-01-01", "launch_date": "1971-01-01" })
         );
-        let (_, json) = to_json("prod-1", 1, Body::Production(proto::Production { budget_id: None, ..Default::default() }));
+        let (_, json) = to_json("prod-1", 1, Body::Production(proto::Production { budget_id: None, ..Default::default() })).unwrap();
         assert!(json["budget_id"].is_null() && json.get("schedule_id").is_some());
+        let (kind, json) = to_json("inv-1", 2, Body::Json(r#"{"total": 5, "version": 1}"#.into())).unwrap();
+        assert_eq!((kind, json), (None, json!({"id": "inv-1", "version": 2, "total": 5})));
+        assert!(to_json("inv-1", 2, Body::Json("[1]".into())).is_err());
     }
 }

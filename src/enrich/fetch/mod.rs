@@ -15,8 +15,9 @@
 pub mod graphql;
 pub mod grpc;
 
+use crate::catalogue::Catalogue;
 use crate::config::{ConfigError, Protocol, SourcesConfig};
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -69,7 +70,7 @@ pub trait Fetch: Send + Sync {
     /// and retries).
     fn fetch<'a>(
         &'a self,
-        entity: EntityKind,
+        entity: EntityName,
         ids: &'a [String],
     ) -> Pin<Box<dyn Future<Output = Result<FetchReply, FetchError>> + Send + 'a>>;
 }
@@ -79,7 +80,7 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The fetcher of every entity, built from `[sources]`.
 pub struct Sources {
-    entities: HashMap<EntityKind, EntitySource>,
+    entities: HashMap<EntityName, EntitySource>,
 }
 
 enum EntitySource {
@@ -92,19 +93,20 @@ impl Sources {
     /// One HTTP client serves all GraphQL entities and one lazily connected gRPC channel serves
     /// each distinct gRPC endpoint; nothing connects until the first fetch. Must run inside a
     /// Tokio runtime when any entity uses gRPC (the channel spawns its worker task).
-    pub fn try_new(cfg: &SourcesConfig) -> Result<Self, ConfigError> {
+    pub fn try_new(cfg: &SourcesConfig, catalogue: &Catalogue) -> Result<Self, ConfigError> {
         let mut http = None;
         let mut channels = HashMap::new();
         let mut entities = HashMap::new();
-        for kind in EntityKind::ALL {
-            let entity_cfg = cfg.entities.get(&kind).cloned().unwrap_or_default();
+        for catalogued in catalogue.iter() {
+            let kind = catalogued.name;
+            let entity_cfg = cfg.entity(kind);
             let source = match cfg.protocol_of(kind) {
                 Protocol::Graphql => {
                     let client = match &http {
                         Some(client) => reqwest::Client::clone(client),
                         None => http.insert(graphql::http_client(cfg)?).clone(),
                     };
-                    EntitySource::Graphql(graphql::GraphqlFetcher::try_new(kind, cfg, &entity_cfg, client)?)
+                    EntitySource::Graphql(graphql::GraphqlFetcher::try_new(catalogued, cfg, &entity_cfg, client)?)
                 }
                 Protocol::Grpc => {
                     let endpoint = entity_cfg.endpoint.clone().unwrap_or_else(|| cfg.grpc_endpoint.clone());
@@ -129,7 +131,7 @@ impl Sources {
         Ok(Self { entities })
     }
 
-    async fn fetch_one(&self, entity: EntityKind, ids: &[String]) -> Result<FetchReply, FetchError> {
+    async fn fetch_one(&self, entity: EntityName, ids: &[String]) -> Result<FetchReply, FetchError> {
         match self.entities.get(&entity) {
             Some(EntitySource::Graphql(f)) => f.fetch(ids).await,
             Some(EntitySource::Grpc(f)) => f.fetch(ids).await,
@@ -141,7 +143,7 @@ impl Sources {
 impl Fetch for Sources {
     fn fetch<'a>(
         &'a self,
-        entity: EntityKind,
+        entity: EntityName,
         ids: &'a [String],
     ) -> Pin<Box<dyn Future<Output = Result<FetchReply, FetchError>> + Send + 'a>> {
         Box::pin(self.fetch_one(entity, ids))

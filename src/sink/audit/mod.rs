@@ -253,12 +253,12 @@ fn ensure_dir(dir: &Path) -> Result<(), FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ChangeType, EntityKind};
+    use crate::event::ChangeType;
     use uuid::Uuid;
 
     fn record(offset: i64, uuids: &[u128], event_ts: i64) -> SinkRecord {
         SinkRecord {
-            entity: EntityKind::Budget,
+            entity: crate::studio::kind::BUDGET,
             id: "bud-1".into(),
             version: Some(3),
             value: Some(serde_json::json!({"id": "bud-1", "version": 3})),

@@ -53,7 +53,7 @@ pub fn build(batch: &[SinkRecord], index_prefix: &str, max_bytes: usize) -> (Vec
 }
 
 /// The index of an entity: `<index_prefix><entity>`.
-pub fn index_name(index_prefix: &str, entity: crate::event::EntityKind) -> String {
+pub fn index_name(index_prefix: &str, entity: crate::event::EntityName) -> String {
     format!("{index_prefix}{}", entity.as_str())
 }
 
@@ -154,11 +154,11 @@ pub fn reason(error: Option<&Json>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ChangeType, EntityKind};
+    use crate::event::ChangeType;
 
     fn rec(id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
         SinkRecord {
-            entity: EntityKind::Production,
+            entity: crate::studio::kind::PRODUCTION,
             id: id.into(),
             version,
             value,

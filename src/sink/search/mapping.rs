@@ -12,21 +12,21 @@
 //! `dynamic: false`: a field the mapping does not know (a newer writer than this build) is kept in
 //! `_source` but not indexed, never guessed and never a reason to reject a document.
 
-use crate::event::EntityKind;
+use crate::catalogue::Entity;
 use serde_json::{Map, Value as Json, json};
 
 /// String fields analysed as full text (plus a `keyword` sub-field).
 pub const TEXT_FIELDS: &[&str] = &["title", "name"];
 
-/// The `mappings` object of the index of `kind` (also the body of `PUT <index>/_mapping`).
-pub fn mappings(kind: EntityKind) -> Json {
-    let schema: Json = serde_json::from_str(crate::schemas::entity_schema(kind)).expect("embedded schema is JSON");
+/// The `mappings` object of the index of `entity` (also the body of `PUT <index>/_mapping`).
+pub fn mappings(entity: &Entity) -> Json {
+    let schema: Json = serde_json::from_str(&entity.text).expect("a catalogue schema is JSON (it parsed as Avro)");
     json!({
         "dynamic": false,
         "_meta": {
             "managed_by": "slate search sink",
-            "entity": kind.as_str(),
-            "avro_record": format!("studio.finance.{}", kind.record_name()),
+            "entity": entity.name.as_str(),
+            "avro_record": entity.record,
         },
         "properties": properties(&schema),
     })
@@ -84,10 +84,15 @@ fn primitive_field(name: &str, primitive: &str) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::Catalogue;
+
+    fn example(kind: crate::event::EntityName) -> &'static Entity {
+        Catalogue::example(kind)
+    }
 
     #[test]
     fn production_mapping_types_each_kind_of_field() {
-        let m = mappings(EntityKind::Production);
+        let m = mappings(example(crate::studio::kind::PRODUCTION));
         let p = &m["properties"];
         assert_eq!(p["id"]["type"], "keyword");
         assert_eq!(p["version"]["type"], "long");
@@ -105,25 +110,25 @@ mod tests {
 
     #[test]
     fn money_dates_names_and_nested_records() {
-        let pay = mappings(EntityKind::Payment);
+        let pay = mappings(example(crate::studio::kind::PAYMENT));
         assert_eq!(pay["properties"]["amount"]["type"], "long");
         assert_eq!(pay["properties"]["due_date"], json!({"type": "date", "format": "strict_date"}));
-        let talent = mappings(EntityKind::Talent);
+        let talent = mappings(example(crate::studio::kind::TALENT));
         assert_eq!(talent["properties"]["name"]["type"], "text");
         assert_eq!(talent["properties"]["deals"]["properties"]["fee"]["type"], "long");
         assert_eq!(talent["properties"]["deals"]["properties"]["production_id"]["type"], "keyword");
-        let cf = mappings(EntityKind::CashFlow);
+        let cf = mappings(example(crate::studio::kind::CASH_FLOW));
         assert_eq!(cf["properties"]["months"]["properties"]["month"]["type"], "keyword");
         assert_eq!(cf["properties"]["total"]["type"], "long");
-        let sch = mappings(EntityKind::Schedule);
+        let sch = mappings(example(crate::studio::kind::SCHEDULE));
         assert_eq!(sch["properties"]["launch_date"]["type"], "date");
     }
 
     #[test]
     fn every_avro_field_is_mapped() {
-        for kind in EntityKind::ALL {
-            let schema: Json = serde_json::from_str(crate::schemas::entity_schema(kind)).unwrap();
-            let m = mappings(kind);
+        for kind in crate::studio::kind::ALL {
+            let schema: Json = serde_json::from_str(&example(kind).text).unwrap();
+            let m = mappings(example(kind));
             for f in schema["fields"].as_array().unwrap() {
                 let name = f["name"].as_str().unwrap();
                 assert!(m["properties"].get(name).is_some(), "{kind:?}.{name} has no mapping");

@@ -46,8 +46,9 @@ pub mod bulk;
 pub mod mapping;
 
 use super::{Sink, SinkError, SinkRecord, WriteOutcome};
+use crate::catalogue::{Catalogue, Entity};
 use crate::config::SearchSinkConfig;
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use bulk::Verdict;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value as Json;
@@ -73,10 +74,10 @@ impl SearchSink {
     /// Builds the client and creates (or updates) the mapping of every entity's index.
     /// Unreachable target → `Unavailable` (the caller may retry); bad credentials or an
     /// incompatible existing mapping → `Fatal`.
-    pub async fn connect(cfg: &SearchSinkConfig) -> Result<Self, SinkError> {
+    pub async fn connect(cfg: &SearchSinkConfig, catalogue: &Catalogue) -> Result<Self, SinkError> {
         let sink = Self::try_new(cfg)?;
-        for kind in EntityKind::ALL {
-            sink.ensure_index(kind).await?;
+        for entity in catalogue.iter() {
+            sink.ensure_index(entity).await?;
         }
         Ok(sink)
     }
@@ -104,13 +105,13 @@ impl SearchSink {
     }
 
     /// The index holding the documents of `kind`.
-    pub fn index(&self, kind: EntityKind) -> String {
+    pub fn index(&self, kind: EntityName) -> String {
         bulk::index_name(&self.index_prefix, kind)
     }
 
-    async fn ensure_index(&self, kind: EntityKind) -> Result<(), SinkError> {
-        let index = self.index(kind);
-        let mappings = mapping::mappings(kind);
+    async fn ensure_index(&self, entity: &Entity) -> Result<(), SinkError> {
+        let index = self.index(entity.name);
+        let mappings = mapping::mappings(entity);
         let create = serde_json::json!({ "mappings": mappings });
         let (status, body) = self.send(self.http.put(format!("{}/{index}", self.base)).json(&create)).await?;
         if status.is_success() {
@@ -126,8 +127,8 @@ impl SearchSink {
             return Ok(());
         }
         Err(SinkError::Fatal(format!(
-            "index {index} exists with a mapping incompatible with studio.finance.{}: {}; reindex it or use another sinks.search.index_prefix",
-            kind.record_name(),
+            "index {index} exists with a mapping incompatible with {}: {}; reindex it or use another sinks.search.index_prefix",
+            entity.record,
             describe(&body)
         )))
     }

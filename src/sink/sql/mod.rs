@@ -60,7 +60,6 @@ pub use sqlite::SqliteSink;
 
 use super::{Sink, SinkError, SinkRecord, WriteOutcome};
 use crate::config::SqlSinkConfig;
-use crate::event::EntityKind;
 use rows::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::future::Future;
@@ -172,11 +171,11 @@ impl SqlSink {
     async fn write_all(&self, winners: &[Row]) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut applied = 0;
-        for kind in EntityKind::ALL {
-            let of_kind: Vec<&Row> = winners.iter().filter(|r| r.kind == kind).collect();
-            if !of_kind.is_empty() {
-                applied += write::write_table(&mut tx, rows::table(kind), &of_kind).await?;
-            }
+        // Winners come sorted by entity: one pass per entity table.
+        for of_kind in winners.chunk_by(|a, b| a.kind == b.kind) {
+            let of_kind: Vec<&Row> = of_kind.iter().collect();
+            let table = rows::table(of_kind[0].kind).expect("validated rows have a table");
+            applied += write::write_table(&mut tx, table, &of_kind).await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -189,7 +188,7 @@ impl SqlSink {
         let (mut applied, mut refused) = (0, Vec::new());
         for row in winners {
             sqlx::query("SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
-            match write::write_table(&mut tx, rows::table(row.kind), &[row]).await {
+            match write::write_table(&mut tx, rows::table(row.kind).expect("validated rows have a table"), &[row]).await {
                 Ok(n) => {
                     applied += n;
                     sqlx::query("RELEASE SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;

@@ -1,7 +1,7 @@
 //! Records → typed rows. Every value is checked here, before any SQL runs, so one bad record is
 //! rejected on its own instead of failing the statement (and with it the whole batch).
 
-use crate::event::EntityKind;
+use crate::event::EntityName;
 use crate::sink::{SinkRecord, WriteOutcome};
 use crate::time::parse_date;
 use serde_json::Value as Json;
@@ -60,7 +60,7 @@ pub(super) struct Table {
     pub child: Option<Child>,
 }
 
-pub(super) fn table(kind: EntityKind) -> &'static Table {
+pub(super) fn table(kind: EntityName) -> Option<&'static Table> {
     use Col::*;
     static PRODUCTION: Table = Table {
         name: "production",
@@ -119,12 +119,13 @@ pub(super) fn table(kind: EntityKind) -> &'static Table {
         child: None,
     };
     match kind {
-        EntityKind::Production => &PRODUCTION,
-        EntityKind::Talent => &TALENT,
-        EntityKind::Schedule => &SCHEDULE,
-        EntityKind::Budget => &BUDGET,
-        EntityKind::CashFlow => &CASH_FLOW,
-        EntityKind::Payment => &PAYMENT,
+        crate::studio::kind::PRODUCTION => Some(&PRODUCTION),
+        crate::studio::kind::TALENT => Some(&TALENT),
+        crate::studio::kind::SCHEDULE => Some(&SCHEDULE),
+        crate::studio::kind::BUDGET => Some(&BUDGET),
+        crate::studio::kind::CASH_FLOW => Some(&CASH_FLOW),
+        crate::studio::kind::PAYMENT => Some(&PAYMENT),
+        _ => None,
     }
 }
 
@@ -140,7 +141,7 @@ pub(super) enum Cell {
 pub(super) struct Row {
     /// Index of the record in the batch (for rejections).
     pub index: usize,
-    pub kind: EntityKind,
+    pub kind: EntityName,
     pub id: String,
     /// `None`: a tombstone for an id the source never had.
     pub version: Option<i64>,
@@ -163,7 +164,7 @@ pub(super) fn validate(index: usize, r: &SinkRecord) -> Result<Row, String> {
     check_key("id", &r.id)?;
     let mut row = Row { index, kind: r.entity, id: r.id.clone(), version: r.version, event_ms: r.event_ts.max(0), live: None };
     let Some(value) = &r.value else { return Ok(row) };
-    let t = table(row.kind);
+    let t = table(row.kind).ok_or_else(|| format!("the SQL sink has no table for entity `{}`", row.kind))?;
     let Some(obj) = value.as_object() else { return Err("record value is not an object".into()) };
     match obj.get("id").and_then(Json::as_str) {
         Some(id) if id == r.id => {}
@@ -244,7 +245,7 @@ fn check_key(name: &str, s: &str) -> Result<(), String> {
 /// source does not know the id) describes the source at its fetch, after everything before it
 /// in the partition, so it replaces any earlier row; a versioned row after it replaces it.
 pub(super) fn newest_per_id(rows: Vec<Row>) -> (Vec<Row>, usize) {
-    let mut best: HashMap<(EntityKind, String), Row> = HashMap::new();
+    let mut best: HashMap<(EntityName, String), Row> = HashMap::new();
     let mut superseded = 0;
     for row in rows {
         let key = (row.kind, row.id.clone());
@@ -304,7 +305,7 @@ mod tests {
     use crate::event::ChangeType;
     use serde_json::json;
 
-    fn record(kind: EntityKind, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
+    fn record(kind: EntityName, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
         SinkRecord {
             entity: kind,
             id: id.into(),
@@ -321,18 +322,18 @@ mod tests {
 
     fn schedule(id: &str, v: i64, launch: &str) -> SinkRecord {
         let value = json!({"id": id, "version": v, "production_id": "prod-1", "start_date": "2027-01-01", "launch_date": launch});
-        record(EntityKind::Schedule, id, Some(v), Some(value))
+        record(crate::studio::kind::SCHEDULE, id, Some(v), Some(value))
     }
 
     #[test]
     fn valid_records_become_typed_cells() {
         let value = json!({"id": "cf-1", "version": 2, "production_id": "prod-1", "currency": "USD", "total": 30,
             "months": [{"month": "2027-01", "amount": 10}, {"month": "2027-02", "amount": 20}]});
-        let row = validate(0, &record(EntityKind::CashFlow, "cf-1", Some(2), Some(value))).unwrap();
+        let row = validate(0, &record(crate::studio::kind::CASH_FLOW, "cf-1", Some(2), Some(value))).unwrap();
         let live = row.live.unwrap();
         assert_eq!(live.cells, vec![Cell::Text(Some("prod-1".into())), Cell::Text(Some("USD".into())), Cell::Int(30)]);
         assert_eq!(live.children[1], vec![Cell::Text(Some("2027-02-01".into())), Cell::Int(20)]);
-        assert!(validate(1, &record(EntityKind::Payment, "pay-1", None, None)).unwrap().live.is_none());
+        assert!(validate(1, &record(crate::studio::kind::PAYMENT, "pay-1", None, None)).unwrap().live.is_none());
     }
 
     #[test]
@@ -341,19 +342,19 @@ mod tests {
             (schedule("sch-1", 1, "2027-02-30"), "launch_date"),
             (schedule("sch-1", 1, "soon"), "launch_date"),
             (schedule("sch-1", 1, "0000-01-01"), "launch_date"),
-            (record(EntityKind::Budget, "bud-1", Some(1), Some(json!({"id": "bud-1", "version": 1}))), "production_id"),
-            (record(EntityKind::Schedule, "sch-1", Some(1), Some(json!({"id": "sch-2", "version": 1}))), "does not match the key"),
-            (record(EntityKind::Schedule, "sch-1", Some(1), Some(json!({"id": "sch-1", "version": 3}))), "version"),
-            (record(EntityKind::Talent, "", None, None), "`id`"),
+            (record(crate::studio::kind::BUDGET, "bud-1", Some(1), Some(json!({"id": "bud-1", "version": 1}))), "production_id"),
+            (record(crate::studio::kind::SCHEDULE, "sch-1", Some(1), Some(json!({"id": "sch-2", "version": 1}))), "does not match the key"),
+            (record(crate::studio::kind::SCHEDULE, "sch-1", Some(1), Some(json!({"id": "sch-1", "version": 3}))), "version"),
+            (record(crate::studio::kind::TALENT, "", None, None), "`id`"),
         ];
         for (r, want) in cases {
             let e = validate(0, &r).unwrap_err();
             assert!(e.contains(want), "{e} should mention {want}");
         }
         let nul = json!({"id": "tal-1", "version": 1, "name": "a\u{0}b", "role": "ACTOR", "deals": []});
-        assert!(validate(0, &record(EntityKind::Talent, "tal-1", Some(1), Some(nul))).unwrap_err().contains("NUL"));
+        assert!(validate(0, &record(crate::studio::kind::TALENT, "tal-1", Some(1), Some(nul))).unwrap_err().contains("NUL"));
         let money = json!({"id": "bud-1", "version": 1, "production_id": "p", "currency": "USD", "total": "lots", "lines": []});
-        assert!(validate(0, &record(EntityKind::Budget, "bud-1", Some(1), Some(money))).unwrap_err().contains("`total`"));
+        assert!(validate(0, &record(crate::studio::kind::BUDGET, "bud-1", Some(1), Some(money))).unwrap_err().contains("`total`"));
     }
 
     #[test]
@@ -371,7 +372,7 @@ mod tests {
 
     #[test]
     fn unversioned_tombstone_wins_over_earlier_rows_only() {
-        let tomb = |i| validate(i, &record(EntityKind::Schedule, "sch-1", None, None)).unwrap();
+        let tomb = |i| validate(i, &record(crate::studio::kind::SCHEDULE, "sch-1", None, None)).unwrap();
         let (w, _) = newest_per_id(vec![validate(0, &schedule("sch-1", 4, "2027-03-01")).unwrap(), tomb(1)]);
         assert_eq!(w[0].version, None);
         let (w, _) = newest_per_id(vec![tomb(0), validate(1, &schedule("sch-1", 1, "2027-03-01")).unwrap()]);

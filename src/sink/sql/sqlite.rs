@@ -37,7 +37,6 @@
 use super::rows::{self, Row};
 use super::sqlite_write;
 use crate::config::SqlSinkConfig;
-use crate::event::EntityKind;
 use crate::sink::{Sink, SinkError, SinkRecord, WriteOutcome};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::future::Future;
@@ -152,11 +151,11 @@ impl SqliteSink {
     async fn write_all(&self, winners: &[Row]) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
         let mut applied = 0;
-        for kind in EntityKind::ALL {
-            let of_kind: Vec<&Row> = winners.iter().filter(|r| r.kind == kind).collect();
-            if !of_kind.is_empty() {
-                applied += sqlite_write::write_table(&mut tx, rows::table(kind), &of_kind).await?;
-            }
+        // Winners come sorted by entity: one pass per entity table.
+        for of_kind in winners.chunk_by(|a, b| a.kind == b.kind) {
+            let of_kind: Vec<&Row> = of_kind.iter().collect();
+            let table = rows::table(of_kind[0].kind).expect("validated rows have a table");
+            applied += sqlite_write::write_table(&mut tx, table, &of_kind).await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -171,7 +170,7 @@ impl SqliteSink {
         let (mut applied, mut refused) = (0, Vec::new());
         for row in winners {
             sqlx::query("SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
-            match sqlite_write::write_table(&mut tx, rows::table(row.kind), &[row]).await {
+            match sqlite_write::write_table(&mut tx, rows::table(row.kind).expect("validated rows have a table"), &[row]).await {
                 Ok(n) => {
                     applied += n;
                     sqlx::query("RELEASE SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
