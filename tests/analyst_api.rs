@@ -24,7 +24,7 @@ fn sql_config(url: &str) -> SqlSinkConfig {
 /// A SQLite database seeded through `SqliteSink` with `records`, and an (empty) audit dir.
 async fn sqlite_with(records: &[SinkRecord]) -> (TempPath, TempPath) {
     let db = TempPath::new("slate-api-db");
-    let sink = SqliteSink::connect(&sql_config(&db.sqlite_url())).await.expect("sqlite sink");
+    let sink = SqliteSink::connect(&sql_config(&db.sqlite_url()), &slate::catalogue::Catalogue::built_in()).await.expect("sqlite sink");
     if !records.is_empty() {
         sink.write(records).await.expect("seed");
     }
@@ -119,7 +119,7 @@ async fn check_core_numbers(base: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_numbers_match_the_seeded_data() {
     let db = TempPath::new("slate-api-db");
-    let sink = SqliteSink::connect(&sql_config(&db.sqlite_url())).await.expect("sqlite sink");
+    let sink = SqliteSink::connect(&sql_config(&db.sqlite_url()), &slate::catalogue::Catalogue::built_in()).await.expect("sqlite sink");
     seed_core(&sink).await;
     let audit = TempPath::new("slate-api-audit");
     let base = serve(&api_config(&db.sqlite_url(), &audit.0, &[])).await;
@@ -136,7 +136,7 @@ async fn sqlite_numbers_match_the_seeded_data() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_numbers_match_the_seeded_data() {
     with_pg_database("slate_api", |url| async move {
-        let sink = SqlSink::connect(&sql_config(&url)).await.expect("postgres sink");
+        let sink = SqlSink::connect(&sql_config(&url), &slate::catalogue::Catalogue::built_in()).await.expect("postgres sink");
         seed_core(&sink).await;
         sink.refresh_views().await.expect("refresh the materialized view");
         let audit = TempPath::new("slate-api-audit");
@@ -232,6 +232,7 @@ async fn depth_and_complexity_limits_reject_abusive_queries() {
 fn audit_record(id: &str, version: i64, deleted: bool, event_ts: i64, partition: i32, offset: i64) -> SinkRecord {
     let value = (!deleted).then(|| json!({"id": id, "version": version, "production_id": "prod-a", "currency": "USD"}));
     SinkRecord {
+        writer: None,
         entity: slate::studio::kind::BUDGET,
         id: id.into(),
         version: Some(version),

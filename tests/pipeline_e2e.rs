@@ -86,7 +86,7 @@ async fn scenario(db_url: reqwest::Url, audit_dir: std::path::PathBuf) {
     use_studio(&mut cfg, &studio);
     let enricher = slate::enrich::start(&cfg, Metrics::new()).await.unwrap();
     let sinks: Vec<Arc<dyn Sink>> = vec![
-        Arc::new(slate::sink::sql::SqlSink::connect(&cfg.sinks.sql).await.unwrap()),
+        Arc::new(slate::sink::sql::SqlSink::connect(&cfg.sinks.sql, &slate::catalogue::Catalogue::built_in()).await.unwrap()),
         Arc::new(slate::sink::search::SearchSink::connect(&cfg.sinks.search, &slate::catalogue::Catalogue::built_in()).await.unwrap()),
         Arc::new(slate::sink::audit::AuditSink::new(&cfg.sinks.audit).unwrap()),
     ];

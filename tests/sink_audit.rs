@@ -79,6 +79,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 fn record(entity: EntityName, id: &str, (partition, offset): (i32, i64), uuids: &[Uuid], event_ts: i64) -> SinkRecord {
     SinkRecord {
+        writer: None,
         entity,
         id: id.into(),
         version: Some(offset + 1),

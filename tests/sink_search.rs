@@ -35,6 +35,7 @@ fn meta() -> Json {
 
 fn record(entity: EntityName, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
     SinkRecord {
+        writer: None,
         entity,
         id: id.into(),
         version,

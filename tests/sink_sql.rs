@@ -44,7 +44,7 @@ async fn payment_row(pool: &PgPool, id: &str) -> (i64, bool, Option<i64>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
     with_pg_database("slate_sql", |url| async move {
-        let sink = SqlSink::connect(&sql_config(&url, Duration::ZERO)).await.expect("connect");
+        let sink = SqlSink::connect(&sql_config(&url, Duration::ZERO), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
         SqlSink::migrate(sink.pool()).await.expect("migrations are applied once, a second run is a no-op");
         let pool = sink.pool().clone();
         let p = |v, amount| payment("pay-1", v, "prod-1", amount, "PENDING", "USD");
@@ -99,7 +99,7 @@ async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_records_are_rejected_without_failing_the_batch() {
     with_pg_database("slate_sql", |url| async move {
-        let sink = SqlSink::connect(&sql_config(&url, Duration::ZERO)).await.expect("connect");
+        let sink = SqlSink::connect(&sql_config(&url, Duration::ZERO), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
         let mut bad_date = payment("pay-2", 1, "prod-1", 10, "PAID", "USD");
         bad_date.value.as_mut().unwrap()["due_date"] = json!("2027-02-30");
         let mut bad_amount = payment("pay-3", 1, "prod-1", 10, "PAID", "USD");
@@ -141,7 +141,7 @@ async fn invalid_records_are_rejected_without_failing_the_batch() {
 async fn views_answer_budget_vs_actuals_cash_flow_and_over_budget() {
     with_pg_database("slate_sql", |url| async move {
         // A short refresh interval: the background refresher must make the data visible.
-        let sink = SqlSink::connect(&sql_config(&url, Duration::from_millis(200))).await.expect("connect");
+        let sink = SqlSink::connect(&sql_config(&url, Duration::from_millis(200)), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
         let pool = sink.pool().clone();
         let batch = vec![
             production("prod-1", 1, "USD"),
@@ -239,7 +239,11 @@ async fn unreachable_database_is_unavailable() {
     let result = tokio::time::timeout(Duration::from_secs(20), sink.write(&[production("prod-1", 1, "USD")])).await.expect("bounded");
     assert!(matches!(result, Err(SinkError::Unavailable(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(15));
-    let connect = SqlSink::connect(&sql_config(&format!("postgres://postgres@127.0.0.1:{port}/none"), Duration::ZERO)).await;
+    let connect = SqlSink::connect(
+        &sql_config(&format!("postgres://postgres@127.0.0.1:{port}/none"), Duration::ZERO),
+        &slate::catalogue::Catalogue::built_in(),
+    )
+    .await;
     assert!(matches!(connect, Err(SinkError::Unavailable(_))), "connect: {:?}", connect.err());
 }
 
@@ -395,7 +399,7 @@ async fn end_to_end_converges_after_a_crash_and_a_replay_changes_nothing() {
         let mut studio = slate::studio::server::start(&cfg, studio_metrics.clone()).await.expect("studio starts");
         use_studio(&mut cfg, &studio);
         let enricher = slate::enrich::start(&cfg, Metrics::new()).await.expect("enricher starts");
-        let sink = Arc::new(SqlSink::connect(&cfg.sinks.sql).await.expect("sql sink connects"));
+        let sink = Arc::new(SqlSink::connect(&cfg.sinks.sql, &slate::catalogue::Catalogue::built_in()).await.expect("sql sink connects"));
         let pool = sink.pool().clone();
 
         // A sink crashes mid-stream (no commit), a new one in the same group takes over.

@@ -68,7 +68,7 @@ async fn payment_row(pool: &SqlitePool, id: &str) -> (i64, bool, Option<i64>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
     let db = TempDb::new();
-    let sink = SqliteSink::connect(&sql_config(&db.url())).await.expect("connect");
+    let sink = SqliteSink::connect(&sql_config(&db.url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     SqliteSink::migrate(sink.pool()).await.expect("migrations are applied once, a second run is a no-op");
     let pool = sink.pool().clone();
     let p = |v, amount| payment("pay-1", v, "prod-1", amount, "PENDING", "USD");
@@ -122,7 +122,7 @@ async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
     // The file keeps everything: a new sink on it (migrations not re-applied) sees the rows.
     drop(sink);
     pool.close().await;
-    let reopened = SqliteSink::connect(&sql_config(&db.url())).await.expect("reopen");
+    let reopened = SqliteSink::connect(&sql_config(&db.url()), &slate::catalogue::Catalogue::built_in()).await.expect("reopen");
     let migrations: i64 = sqlx::query_scalar("SELECT count(*) FROM slate_sql_migrations").fetch_one(reopened.pool()).await.unwrap();
     assert_eq!(migrations, 2);
     assert_eq!(payment_row(reopened.pool(), "pay-2").await, (1, false, Some(10)));
@@ -133,7 +133,7 @@ async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_records_are_rejected_without_failing_the_batch() {
     let db = TempDb::new();
-    let sink = SqliteSink::connect(&sql_config(&db.url())).await.expect("connect");
+    let sink = SqliteSink::connect(&sql_config(&db.url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     let mut bad_date = payment("pay-2", 1, "prod-1", 10, "PAID", "USD");
     bad_date.value.as_mut().unwrap()["due_date"] = json!("2027-02-30");
     let mut bad_amount = payment("pay-3", 1, "prod-1", 10, "PAID", "USD");
@@ -189,7 +189,7 @@ async fn invalid_records_are_rejected_without_failing_the_batch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn views_answer_budget_vs_actuals_cash_flow_and_over_budget() {
     let db = TempDb::new();
-    let sink = SqliteSink::connect(&sql_config(&db.url())).await.expect("connect");
+    let sink = SqliteSink::connect(&sql_config(&db.url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     let pool = sink.pool().clone();
     let batch = vec![
         production("prod-1", 1, "USD"),
@@ -274,7 +274,7 @@ async fn views_answer_budget_vs_actuals_cash_flow_and_over_budget() {
 #[tokio::test(flavor = "multi_thread")]
 async fn locked_database_is_unavailable_then_the_same_batch_succeeds() {
     let db = TempDb::new();
-    let setup = SqliteSink::connect(&sql_config(&db.url())).await.expect("connect");
+    let setup = SqliteSink::connect(&sql_config(&db.url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
     setup.pool().close().await;
     let options = SqliteConnectOptions::from_str(&db.url()).unwrap().busy_timeout(Duration::from_millis(300));
     let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
@@ -308,18 +308,19 @@ async fn the_url_scheme_selects_the_backend() {
     }
 
     // In memory: one database for the sink's lifetime, shared by its (single) connection.
-    let sink = connect_any(&sql_config("sqlite::memory:")).await.expect("in-memory sqlite");
+    let sink = connect_any(&sql_config("sqlite::memory:"), &slate::catalogue::Catalogue::built_in()).await.expect("in-memory sqlite");
     assert_eq!(sink.name(), "sql");
     assert_eq!(write(sink.as_ref(), &[production("prod-1", 2, "USD")]).await, outcome(1, 0));
     assert_eq!(write(sink.as_ref(), &[production("prod-1", 1, "USD")]).await, outcome(0, 1));
 
     // A file in a directory that does not exist is a configuration error, not an outage.
     let missing = std::env::temp_dir().join(unique("no-such-dir")).join("x.db");
-    let fatal = connect_any(&sql_config(&format!("sqlite://{}", missing.display()))).await;
+    let fatal = connect_any(&sql_config(&format!("sqlite://{}", missing.display())), &slate::catalogue::Catalogue::built_in()).await;
     assert!(matches!(fatal, Err(SinkError::Fatal(_))), "{:?}", fatal.err());
     // A postgres:// URL still goes to PostgreSQL (here unreachable: unavailable, retried).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let pg = connect_any(&sql_config(&format!("postgres://postgres@127.0.0.1:{port}/none"))).await;
+    let pg =
+        connect_any(&sql_config(&format!("postgres://postgres@127.0.0.1:{port}/none")), &slate::catalogue::Catalogue::built_in()).await;
     assert!(matches!(pg, Err(SinkError::Unavailable(ref e)) if e.contains("postgresql")), "{:?}", pg.err());
 }
 
@@ -410,7 +411,7 @@ async fn end_to_end_converges_to_the_studio_and_verify_finds_no_drift() {
     let mut studio = slate::studio::server::start(&cfg, studio_metrics.clone()).await.expect("studio starts");
     use_studio(&mut cfg, &studio);
     let enricher = slate::enrich::start(&cfg, Metrics::new()).await.expect("enricher starts");
-    let sink: Arc<dyn Sink> = connect_any(&cfg.sinks.sql).await.expect("sqlite sink connects");
+    let sink: Arc<dyn Sink> = connect_any(&cfg.sinks.sql, &slate::catalogue::Catalogue::built_in()).await.expect("sqlite sink connects");
     let sink_metrics = Metrics::new();
     let running = slate::sink::runner::start(&cfg, sink.clone(), sink_metrics.clone()).await.expect("sink starts");
     // The test reads through its own pool, as an analyst would, while the sink writes (WAL).

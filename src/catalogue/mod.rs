@@ -58,7 +58,8 @@ pub struct CatalogueError {
     pub message: String,
 }
 
-/// The entities of a deployment, sorted by name.
+/// The entities of a deployment: declared ones sorted by name, the built-in ones in the
+/// studio's order.
 #[derive(Debug)]
 pub struct Catalogue {
     entities: Vec<Entity>,
@@ -66,12 +67,12 @@ pub struct Catalogue {
 
 /// The built-in example catalogue (JSON texts of `schemas/avro/`, embedded).
 const EXAMPLE: &[(&str, &str)] = &[
+    ("production", include_str!("../../schemas/avro/Production.avsc")),
+    ("talent", include_str!("../../schemas/avro/Talent.avsc")),
+    ("schedule", include_str!("../../schemas/avro/Schedule.avsc")),
     ("budget", include_str!("../../schemas/avro/Budget.avsc")),
     ("cash_flow", include_str!("../../schemas/avro/CashFlow.avsc")),
     ("payment", include_str!("../../schemas/avro/Payment.avsc")),
-    ("production", include_str!("../../schemas/avro/Production.avsc")),
-    ("schedule", include_str!("../../schemas/avro/Schedule.avsc")),
-    ("talent", include_str!("../../schemas/avro/Talent.avsc")),
 ];
 
 static BUILT_IN: LazyLock<Arc<Catalogue>> = LazyLock::new(|| {
@@ -122,6 +123,11 @@ impl Catalogue {
             entities.push(e);
         }
         Ok(Catalogue { entities })
+    }
+
+    /// Whether this is the built-in example catalogue (whose example SQL views a sink adds).
+    pub fn is_built_in(&self) -> bool {
+        std::ptr::eq(self, &**BUILT_IN)
     }
 
     pub fn get(&self, name: EntityName) -> Option<&Entity> {

@@ -35,7 +35,7 @@ fn spec(schema: Option<&str>) -> BTreeMap<String, EntitySpec> {
 fn built_in_catalogue_is_the_six_example_records() {
     let c = Catalogue::built_in();
     let names: Vec<&str> = c.names().iter().map(|n| n.as_str()).collect();
-    assert_eq!(names, ["budget", "cash_flow", "payment", "production", "schedule", "talent"]);
+    assert_eq!(names, ["production", "talent", "schedule", "budget", "cash_flow", "payment"]);
     assert_eq!(c.get(EntityName::from_static("cash_flow")).unwrap().record, "studio.finance.CashFlow");
     assert_eq!(EntityName::lookup("CashFlow").unwrap().as_str(), "cash_flow");
     assert_eq!(EntityName::lookup("cash_flows").unwrap().as_str(), "cash_flow");

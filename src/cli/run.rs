@@ -49,7 +49,7 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
             let target: Arc<dyn Sink> = match sink {
                 SinkName::Sql => {
                     let what = config.sinks.sql.database_url.redacted();
-                    until_available(&what, &config.sinks, || crate::sink::sql::connect_any(&config.sinks.sql)).await?
+                    until_available(&what, &config.sinks, || crate::sink::sql::connect_any(&config.sinks.sql, config.entities())).await?
                 }
                 SinkName::Search => {
                     let what = config.sinks.search.url.clone();

@@ -173,7 +173,7 @@ impl Demo {
         let enricher = crate::enrich::start(&cfg, metrics.clone()).await?;
 
         let mut running_sinks = Vec::new();
-        let sql = crate::sink::sql::connect_any(&cfg.sinks.sql).await.map_err(|e| sink_error("sql", e))?;
+        let sql = crate::sink::sql::connect_any(&cfg.sinks.sql, cfg.entities()).await.map_err(|e| sink_error("sql", e))?;
         running_sinks.push(("sql", start_sink(&cfg, sql, &metrics, "sql").await?));
         let audit = crate::sink::audit::AuditSink::new(&cfg.sinks.audit).map_err(|e| sink_error("audit", e))?;
         running_sinks.push(("audit", start_sink(&cfg, Arc::new(audit), &metrics, "audit").await?));

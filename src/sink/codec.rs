@@ -16,6 +16,7 @@ use serde_json::{Map, Value as Json, json};
 use std::collections::{HashMap, HashSet};
 
 pub struct Codec {
+    writer: &'static Schema,
     resolved: GenericDatumReader<'static>,
     /// Present when the writer has fields the reader lacks.
     raw: Option<GenericDatumReader<'static>>,
@@ -33,7 +34,12 @@ impl Codec {
         } else {
             None
         };
-        Ok(Self { resolved, raw })
+        Ok(Self { writer, resolved, raw })
+    }
+
+    /// The writer schema.
+    pub fn writer(&self) -> &'static Schema {
+        self.writer
     }
 
     /// Whether records of this writer carry fields the reader schema does not know.

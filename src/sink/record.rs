@@ -34,6 +34,9 @@ pub struct SinkRecord {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The writer schema the value was decoded with (`None` for tombstones and hand-made
+    /// records): the SQL sink evolves its tables from it.
+    pub writer: Option<&'static apache_avro::Schema>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,7 @@ impl RecordDecoder {
             topic: m.topic().to_string(),
             partition: m.partition(),
             offset: m.offset(),
+            writer: None,
         };
         let Some(payload) = m.payload() else { return Ok(base) };
         let (schema_id, body) = avro::decode(payload).map_err(|e| RecordError::Bad(e.to_string()))?;
@@ -116,6 +120,7 @@ impl RecordDecoder {
                 _ => ChangeType::Update,
             },
             value: Some(json),
+            writer: Some(codec.writer()),
             ..base
         })
     }

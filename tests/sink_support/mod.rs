@@ -7,6 +7,7 @@ use slate::sink::SinkRecord;
 
 pub fn rec(entity: EntityName, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
     SinkRecord {
+        writer: None,
         entity,
         id: id.into(),
         version,

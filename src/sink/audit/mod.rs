@@ -258,6 +258,7 @@ mod tests {
 
     fn record(offset: i64, uuids: &[u128], event_ts: i64) -> SinkRecord {
         SinkRecord {
+            writer: None,
             entity: crate::studio::kind::BUDGET,
             id: "bud-1".into(),
             version: Some(3),

@@ -158,6 +158,7 @@ mod tests {
 
     fn rec(id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
         SinkRecord {
+            writer: None,
             entity: crate::studio::kind::PRODUCTION,
             id: id.into(),
             version,

@@ -51,14 +51,17 @@
 //! A `sqlite:` URL selects [`SqliteSink`] instead (the embedded demo): same tables, guarantees
 //! and view names, plain views only. [`connect_any`] dispatches on the scheme.
 
+mod plan;
 mod rows;
 mod sqlite;
 mod sqlite_write;
+mod tables;
 mod write;
 
 pub use sqlite::SqliteSink;
 
 use super::{Sink, SinkError, SinkRecord, WriteOutcome};
+use crate::catalogue::{Catalogue, EntityName};
 use crate::config::SqlSinkConfig;
 use rows::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -66,6 +69,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tables::Tables;
 use tokio::task::JoinHandle;
 
 /// Embedded migrations, applied in order, each once.
@@ -79,18 +83,32 @@ const DDL_LOCK_KEY: i64 = 0x736c_6174_6573_716c;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH_STATEMENTS: &[&str] = &["REFRESH MATERIALIZED VIEW CONCURRENTLY budget_vs_actuals"];
 
+/// The table plan of each entity, as of a batch.
+type Plans = std::collections::HashMap<EntityName, Arc<plan::Table>>;
+
+/// Creates or evolves `tables` in one transaction under the DDL lock.
+async fn apply_ddl(pool: &PgPool, tables: &[Arc<plan::Table>]) -> Result<(), SinkError> {
+    let mut tx = pool.begin().await.map_err(classify)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK_KEY).execute(&mut *tx).await.map_err(classify)?;
+    for t in tables {
+        tables::apply_pg(&mut tx, t).await?;
+    }
+    tx.commit().await.map_err(classify)
+}
+
 /// Connects the backend `cfg.database_url` names: SQLite for `sqlite:` URLs, PostgreSQL
 /// otherwise (config validation admits only those two), with each backend's error contract.
-pub async fn connect_any(cfg: &SqlSinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
+pub async fn connect_any(cfg: &SqlSinkConfig, catalogue: &Catalogue) -> Result<Arc<dyn Sink>, SinkError> {
     if cfg.is_sqlite() {
-        return Ok(Arc::new(SqliteSink::connect(cfg).await?));
+        return Ok(Arc::new(SqliteSink::connect(cfg, catalogue).await?));
     }
-    Ok(Arc::new(SqlSink::connect(cfg).await?))
+    Ok(Arc::new(SqlSink::connect(cfg, catalogue).await?))
 }
 
 /// Writes enriched records to PostgreSQL. Dropping it stops its view refresher.
 pub struct SqlSink {
     pool: PgPool,
+    tables: Tables,
     refresher: Option<JoinHandle<()>>,
 }
 
@@ -98,21 +116,32 @@ impl SqlSink {
     /// Connects, applies the migrations and starts the view refresher. An unreachable database
     /// is [`SinkError::Unavailable`] (the caller may retry); bad credentials or a failing
     /// migration are [`SinkError::Fatal`].
-    pub async fn connect(cfg: &SqlSinkConfig) -> Result<SqlSink, SinkError> {
+    /// The catalogue's tables are created (or evolved) from its records; the built-in example
+    /// catalogue also gets its hand-written example tables and analyst views (`migrations/sql/`)
+    /// and the view refresher.
+    pub async fn connect(cfg: &SqlSinkConfig, catalogue: &Catalogue) -> Result<SqlSink, SinkError> {
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(cfg.database_url.expose())
             .await
             .map_err(classify)?;
-        Self::migrate(&pool).await?;
-        let refresher = (!cfg.refresh_interval.is_zero()).then(|| tokio::spawn(refresh_forever(pool.clone(), cfg.refresh_interval)));
-        Ok(SqlSink { pool, refresher })
+        let example = catalogue.is_built_in();
+        if example {
+            Self::migrate(&pool).await?;
+        }
+        let tables = Tables::of(catalogue)?;
+        apply_ddl(&pool, &tables.all()).await?;
+        let refresher =
+            (example && !cfg.refresh_interval.is_zero()).then(|| tokio::spawn(refresh_forever(pool.clone(), cfg.refresh_interval)));
+        Ok(SqlSink { pool, tables, refresher })
     }
 
-    /// A sink on an existing pool, without migrations or refresher (tests; see [`Self::migrate`]).
+    /// A sink of the built-in catalogue on an existing pool, without DDL or refresher (tests;
+    /// see [`Self::migrate`]).
     pub fn from_pool(pool: PgPool) -> SqlSink {
-        SqlSink { pool, refresher: None }
+        let tables = Tables::of(&Catalogue::built_in()).expect("the built-in catalogue has SQL plans (tested)");
+        SqlSink { pool, tables, refresher: None }
     }
 
     /// Applies the embedded migrations not yet recorded in `slate_sql_migrations`.
@@ -150,16 +179,22 @@ impl SqlSink {
     }
 
     async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
-        let prepared = rows::prepare(batch);
+        let growth = self.tables.grow(batch)?;
+        if !growth.tables.is_empty() {
+            apply_ddl(&self.pool, &growth.tables).await?;
+            self.tables.install(growth);
+        }
+        let plans = self.tables.snapshot();
+        let prepared = rows::prepare(batch, &plans);
         if prepared.winners.is_empty() {
             return Ok(prepared.outcome);
         }
         let winners = &prepared.winners;
-        let (applied, refused) = match self.write_all(winners).await {
+        let (applied, refused) = match self.write_all(winners, &plans).await {
             Ok(applied) => (applied, Vec::new()),
             Err(e) if is_data_error(&e) => {
                 tracing::warn!(error = %e, "postgresql refused a validated record; rewriting the batch record by record");
-                self.write_isolated(winners).await?
+                self.write_isolated(winners, &plans).await?
             }
             Err(e) => return Err(classify(e)),
         };
@@ -168,13 +203,13 @@ impl SqlSink {
 
     /// The whole batch in one transaction; tables in a fixed order, ids sorted, so concurrent
     /// writers (two instances during a rebalance) lock rows in the same order.
-    async fn write_all(&self, winners: &[Row]) -> Result<usize, sqlx::Error> {
+    async fn write_all(&self, winners: &[Row], plans: &Plans) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut applied = 0;
         // Winners come sorted by entity: one pass per entity table.
         for of_kind in winners.chunk_by(|a, b| a.kind == b.kind) {
             let of_kind: Vec<&Row> = of_kind.iter().collect();
-            let table = rows::table(of_kind[0].kind).expect("validated rows have a table");
+            let table = &plans[&of_kind[0].kind];
             applied += write::write_table(&mut tx, table, &of_kind).await?;
         }
         tx.commit().await?;
@@ -183,12 +218,12 @@ impl SqlSink {
 
     /// The fallback when PostgreSQL refused a value: still one transaction, one savepoint per
     /// record; refused records are returned as rejections, the rest commits.
-    async fn write_isolated(&self, winners: &[Row]) -> Result<(usize, Vec<(usize, String)>), SinkError> {
+    async fn write_isolated(&self, winners: &[Row], plans: &Plans) -> Result<(usize, Vec<(usize, String)>), SinkError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let (mut applied, mut refused) = (0, Vec::new());
         for row in winners {
             sqlx::query("SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
-            match write::write_table(&mut tx, rows::table(row.kind).expect("validated rows have a table"), &[row]).await {
+            match write::write_table(&mut tx, &plans[&row.kind], &[row]).await {
                 Ok(n) => {
                     applied += n;
                     sqlx::query("RELEASE SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;

@@ -1,133 +1,16 @@
 //! Records → typed rows. Every value is checked here, before any SQL runs, so one bad record is
 //! rejected on its own instead of failing the statement (and with it the whole batch).
 
+use super::plan::{Col, Table};
 use crate::event::EntityName;
 use crate::sink::{SinkRecord, WriteOutcome};
 use crate::time::parse_date;
 use serde_json::Value as Json;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Longest id or reference (`*_id`) accepted: well under PostgreSQL's ~2.7 kB btree entry limit.
 const MAX_KEY_BYTES: usize = 512;
-
-/// A business column's type, as the record carries it and as SQL stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Col {
-    /// Required string.
-    Text,
-    /// Optional string (an Avro `["null", "string"]` union).
-    OptText,
-    BigInt,
-    /// `YYYY-MM-DD`, stored as `date`.
-    Date,
-    /// `YYYY-MM`, stored as the `date` of the month's first day.
-    Month,
-}
-
-impl Col {
-    /// The PostgreSQL array type the column is bound as (dates travel as text, cast in SQL).
-    pub(super) fn bind_type(self) -> &'static str {
-        match self {
-            Col::BigInt => "int8[]",
-            _ => "text[]",
-        }
-    }
-
-    /// The expression turning the bound value `u.<name>` into the column's type.
-    pub(super) fn select_expr(self, name: &str) -> String {
-        match self {
-            Col::Date | Col::Month => format!("u.{name}::date"),
-            _ => format!("u.{name}"),
-        }
-    }
-}
-
-/// An array field of a record stored as a child table, one row per element (in order).
-pub(super) struct Child {
-    pub table: &'static str,
-    /// The record's field holding the array.
-    pub field: &'static str,
-    /// The child's column referencing the parent id.
-    pub parent_key: &'static str,
-    pub columns: &'static [(&'static str, Col)],
-}
-
-/// An entity table: `id`, `version`, `deleted`, `event_ts`, `updated_at`, then `columns`, named
-/// as the record's fields.
-pub(super) struct Table {
-    pub name: &'static str,
-    pub columns: &'static [(&'static str, Col)],
-    pub child: Option<Child>,
-}
-
-pub(super) fn table(kind: EntityName) -> Option<&'static Table> {
-    use Col::*;
-    static PRODUCTION: Table = Table {
-        name: "production",
-        columns: &[
-            ("title", Text),
-            ("status", Text),
-            ("genre", Text),
-            ("currency", Text),
-            ("budget_id", OptText),
-            ("schedule_id", OptText),
-        ],
-        child: None,
-    };
-    static TALENT: Table = Table {
-        name: "talent",
-        columns: &[("name", Text), ("role", Text)],
-        child: Some(Child {
-            table: "talent_deal",
-            field: "deals",
-            parent_key: "talent_id",
-            columns: &[("production_id", Text), ("fee", BigInt), ("currency", Text)],
-        }),
-    };
-    static SCHEDULE: Table =
-        Table { name: "schedule", columns: &[("production_id", Text), ("start_date", Date), ("launch_date", Date)], child: None };
-    static BUDGET: Table = Table {
-        name: "budget",
-        columns: &[("production_id", Text), ("currency", Text), ("total", BigInt)],
-        child: Some(Child {
-            table: "budget_line",
-            field: "lines",
-            parent_key: "budget_id",
-            columns: &[("category", Text), ("amount", BigInt)],
-        }),
-    };
-    static CASH_FLOW: Table = Table {
-        name: "cash_flow",
-        columns: &[("production_id", Text), ("currency", Text), ("total", BigInt)],
-        child: Some(Child {
-            table: "cash_flow_month",
-            field: "months",
-            parent_key: "cash_flow_id",
-            columns: &[("month", Month), ("amount", BigInt)],
-        }),
-    };
-    static PAYMENT: Table = Table {
-        name: "payment",
-        columns: &[
-            ("production_id", Text),
-            ("talent_id", Text),
-            ("amount", BigInt),
-            ("currency", Text),
-            ("status", Text),
-            ("due_date", Date),
-        ],
-        child: None,
-    };
-    match kind {
-        crate::studio::kind::PRODUCTION => Some(&PRODUCTION),
-        crate::studio::kind::TALENT => Some(&TALENT),
-        crate::studio::kind::SCHEDULE => Some(&SCHEDULE),
-        crate::studio::kind::BUDGET => Some(&BUDGET),
-        crate::studio::kind::CASH_FLOW => Some(&CASH_FLOW),
-        crate::studio::kind::PAYMENT => Some(&PAYMENT),
-        _ => None,
-    }
-}
 
 /// One checked value: text columns (dates included) bind as text, numbers as int8.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,16 +38,16 @@ pub(super) struct Row {
 pub(super) struct Live {
     /// One per `Table::columns`, in order.
     pub cells: Vec<Cell>,
-    /// One per child element, each with one cell per `Child::columns`.
-    pub children: Vec<Vec<Cell>>,
+    /// Per child table (as `Table::children`), one entry per element, each with one cell per
+    /// `Child::columns`.
+    pub children: Vec<Vec<Vec<Cell>>>,
 }
 
 /// Checks a record against its table: the reason is what the dead-letter header will say.
-pub(super) fn validate(index: usize, r: &SinkRecord) -> Result<Row, String> {
+pub(super) fn validate(index: usize, r: &SinkRecord, t: &Table) -> Result<Row, String> {
     check_key("id", &r.id)?;
     let mut row = Row { index, kind: r.entity, id: r.id.clone(), version: r.version, event_ms: r.event_ts.max(0), live: None };
     let Some(value) = &r.value else { return Ok(row) };
-    let t = table(row.kind).ok_or_else(|| format!("the SQL sink has no table for entity `{}`", row.kind))?;
     let Some(obj) = value.as_object() else { return Err("record value is not an object".into()) };
     match obj.get("id").and_then(Json::as_str) {
         Some(id) if id == r.id => {}
@@ -174,27 +57,38 @@ pub(super) fn validate(index: usize, r: &SinkRecord) -> Result<Row, String> {
     if r.version != Some(version) {
         return Err(format!("field `version` {version} does not match the record's version {:?}", r.version));
     }
-    let cells = t.columns.iter().map(|(name, col)| cell(obj, name, *col)).collect::<Result<Vec<_>, _>>()?;
-    let mut children = Vec::new();
-    if let Some(child) = &t.child {
-        let items =
-            obj.get(child.field).and_then(Json::as_array).ok_or_else(|| format!("field `{}`: missing or not an array", child.field))?;
+    let cells = t.columns.iter().map(|c| cell(obj, &c.field, c.col, c.required)).collect::<Result<Vec<_>, _>>()?;
+    let mut children = Vec::with_capacity(t.children.len());
+    for child in &t.children {
+        let items = match obj.get(&child.field) {
+            None | Some(Json::Null) => &Vec::new(),
+            Some(Json::Array(items)) => items,
+            Some(other) => return Err(format!("field `{}`: expected an array, got {other}", child.field)),
+        };
+        let mut elements = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let item = item.as_object().ok_or_else(|| format!("field `{}[{i}]`: not a record", child.field))?;
             let cells = child
                 .columns
                 .iter()
-                .map(|(name, col)| cell(item, name, *col).map_err(|e| format!("{}[{i}].{e}", child.field)))
+                .map(|c| cell(item, &c.field, c.col, c.required).map_err(|e| format!("{}[{i}].{e}", child.field)))
                 .collect::<Result<Vec<_>, _>>()?;
-            children.push(cells);
+            elements.push(cells);
         }
+        children.push(elements);
     }
     row.live = Some(Live { cells, children });
     Ok(row)
 }
 
-fn cell(obj: &serde_json::Map<String, Json>, name: &str, col: Col) -> Result<Cell, String> {
+fn cell(obj: &serde_json::Map<String, Json>, name: &str, col: Col, required: bool) -> Result<Cell, String> {
     let v = obj.get(name).unwrap_or(&Json::Null);
+    if v.is_null() {
+        return match required {
+            true => Err(format!("field `{name}`: missing or null")),
+            false => Ok(Cell::Text(None)),
+        };
+    }
     let text = |v: &Json| -> Result<String, String> {
         let s = v.as_str().ok_or_else(|| format!("field `{name}`: expected a string, got {v}"))?;
         if s.contains('\0') {
@@ -207,9 +101,22 @@ fn cell(obj: &serde_json::Map<String, Json>, name: &str, col: Col) -> Result<Cel
     };
     match col {
         Col::Text => text(v).map(|s| Cell::Text(Some(s))),
-        Col::OptText if v.is_null() => Ok(Cell::Text(None)),
-        Col::OptText => text(v).map(|s| Cell::Text(Some(s))),
-        Col::BigInt => v.as_i64().map(Cell::Int).ok_or_else(|| format!("field `{name}`: expected a long, got {v}")),
+        Col::BigInt | Col::Timestamp => v.as_i64().map(Cell::Int).ok_or_else(|| format!("field `{name}`: expected a long, got {v}")),
+        Col::Double => {
+            v.as_f64().map(|f| Cell::Text(Some(f.to_string()))).ok_or_else(|| format!("field `{name}`: expected a number, got {v}"))
+        }
+        Col::Bool => v
+            .as_bool()
+            .map(|b| Cell::Text(Some(if b { "1" } else { "0" }.into())))
+            .ok_or_else(|| format!("field `{name}`: expected a boolean, got {v}")),
+        Col::Json => {
+            let s = v.to_string();
+            // jsonb cannot hold the NUL character, even escaped.
+            if s.contains("\\u0000") {
+                return Err(format!("field `{name}`: contains a NUL character, which PostgreSQL jsonb cannot store"));
+            }
+            Ok(Cell::Text(Some(s)))
+        }
         Col::Date => {
             let s = text(v)?;
             // PostgreSQL has no year 0 (1 BC is year 1 BC), so "0000-…" is refused too.
@@ -273,11 +180,16 @@ pub(super) struct Prepared {
     pub outcome: WriteOutcome,
 }
 
-pub(super) fn prepare(batch: &[SinkRecord]) -> Prepared {
+/// `tables` holds the plan of every entity the batch may carry.
+pub(super) fn prepare(batch: &[SinkRecord], tables: &HashMap<EntityName, Arc<Table>>) -> Prepared {
     let mut outcome = WriteOutcome::default();
     let mut valid = Vec::with_capacity(batch.len());
     for (i, r) in batch.iter().enumerate() {
-        match validate(i, r) {
+        let Some(t) = tables.get(&r.entity) else {
+            outcome.rejected.push((i, format!("the SQL sink has no table for entity `{}`", r.entity)));
+            continue;
+        };
+        match validate(i, r, t) {
             Ok(row) => valid.push(row),
             Err(reason) => outcome.rejected.push((i, reason)),
         }
@@ -307,6 +219,7 @@ mod tests {
 
     fn record(kind: EntityName, id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
         SinkRecord {
+            writer: None,
             entity: kind,
             id: id.into(),
             version,
@@ -320,6 +233,18 @@ mod tests {
         }
     }
 
+    fn table(kind: EntityName) -> Table {
+        Table::of(kind, &crate::catalogue::Catalogue::example(kind).schema).unwrap()
+    }
+
+    fn validate_with(i: usize, t: &Table, r: &SinkRecord) -> Result<Row, String> {
+        validate(i, r, t)
+    }
+
+    fn validate_schedule(i: usize, r: &SinkRecord) -> Result<Row, String> {
+        validate(i, r, &table(crate::studio::kind::SCHEDULE))
+    }
+
     fn schedule(id: &str, v: i64, launch: &str) -> SinkRecord {
         let value = json!({"id": id, "version": v, "production_id": "prod-1", "start_date": "2027-01-01", "launch_date": launch});
         record(crate::studio::kind::SCHEDULE, id, Some(v), Some(value))
@@ -329,11 +254,18 @@ mod tests {
     fn valid_records_become_typed_cells() {
         let value = json!({"id": "cf-1", "version": 2, "production_id": "prod-1", "currency": "USD", "total": 30,
             "months": [{"month": "2027-01", "amount": 10}, {"month": "2027-02", "amount": 20}]});
-        let row = validate(0, &record(crate::studio::kind::CASH_FLOW, "cf-1", Some(2), Some(value))).unwrap();
+        let row =
+            validate_with(0, &table(crate::studio::kind::CASH_FLOW), &record(crate::studio::kind::CASH_FLOW, "cf-1", Some(2), Some(value)))
+                .unwrap();
         let live = row.live.unwrap();
         assert_eq!(live.cells, vec![Cell::Text(Some("prod-1".into())), Cell::Text(Some("USD".into())), Cell::Int(30)]);
-        assert_eq!(live.children[1], vec![Cell::Text(Some("2027-02-01".into())), Cell::Int(20)]);
-        assert!(validate(1, &record(crate::studio::kind::PAYMENT, "pay-1", None, None)).unwrap().live.is_none());
+        assert_eq!(live.children[0][1], vec![Cell::Text(Some("2027-02-01".into())), Cell::Int(20)]);
+        assert!(
+            validate_with(1, &table(crate::studio::kind::PAYMENT), &record(crate::studio::kind::PAYMENT, "pay-1", None, None))
+                .unwrap()
+                .live
+                .is_none()
+        );
     }
 
     #[test]
@@ -348,13 +280,21 @@ mod tests {
             (record(crate::studio::kind::TALENT, "", None, None), "`id`"),
         ];
         for (r, want) in cases {
-            let e = validate(0, &r).unwrap_err();
+            let e = validate(0, &r, &table(r.entity)).unwrap_err();
             assert!(e.contains(want), "{e} should mention {want}");
         }
         let nul = json!({"id": "tal-1", "version": 1, "name": "a\u{0}b", "role": "ACTOR", "deals": []});
-        assert!(validate(0, &record(crate::studio::kind::TALENT, "tal-1", Some(1), Some(nul))).unwrap_err().contains("NUL"));
+        assert!(
+            validate_with(0, &table(crate::studio::kind::TALENT), &record(crate::studio::kind::TALENT, "tal-1", Some(1), Some(nul)))
+                .unwrap_err()
+                .contains("NUL")
+        );
         let money = json!({"id": "bud-1", "version": 1, "production_id": "p", "currency": "USD", "total": "lots", "lines": []});
-        assert!(validate(0, &record(crate::studio::kind::BUDGET, "bud-1", Some(1), Some(money))).unwrap_err().contains("`total`"));
+        assert!(
+            validate_with(0, &table(crate::studio::kind::BUDGET), &record(crate::studio::kind::BUDGET, "bud-1", Some(1), Some(money)))
+                .unwrap_err()
+                .contains("`total`")
+        );
     }
 
     #[test]
@@ -363,7 +303,7 @@ mod tests {
             .iter()
             .zip([2, 3, 1])
             .enumerate()
-            .map(|(i, (d, v))| validate(i, &schedule("sch-1", v, d)).unwrap())
+            .map(|(i, (d, v))| validate_schedule(i, &schedule("sch-1", v, d)).unwrap())
             .collect();
         let (winners, superseded) = newest_per_id(rows);
         assert_eq!((winners.len(), superseded), (1, 2));
@@ -372,10 +312,12 @@ mod tests {
 
     #[test]
     fn unversioned_tombstone_wins_over_earlier_rows_only() {
-        let tomb = |i| validate(i, &record(crate::studio::kind::SCHEDULE, "sch-1", None, None)).unwrap();
-        let (w, _) = newest_per_id(vec![validate(0, &schedule("sch-1", 4, "2027-03-01")).unwrap(), tomb(1)]);
+        let tomb = |i| {
+            validate_with(i, &table(crate::studio::kind::SCHEDULE), &record(crate::studio::kind::SCHEDULE, "sch-1", None, None)).unwrap()
+        };
+        let (w, _) = newest_per_id(vec![validate_schedule(0, &schedule("sch-1", 4, "2027-03-01")).unwrap(), tomb(1)]);
         assert_eq!(w[0].version, None);
-        let (w, _) = newest_per_id(vec![tomb(0), validate(1, &schedule("sch-1", 1, "2027-03-01")).unwrap()]);
+        let (w, _) = newest_per_id(vec![tomb(0), validate_schedule(1, &schedule("sch-1", 1, "2027-03-01")).unwrap()]);
         assert_eq!(w[0].version, Some(1));
     }
 }

@@ -36,6 +36,8 @@
 
 use super::rows::{self, Row};
 use super::sqlite_write;
+use super::tables::{self, Tables};
+use crate::catalogue::Catalogue;
 use crate::config::SqlSinkConfig;
 use crate::sink::{Sink, SinkError, SinkRecord, WriteOutcome};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -56,16 +58,28 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Takes the write lock at `BEGIN`, so the batch cannot hit `SQLITE_BUSY` halfway through.
 const BEGIN: &str = "BEGIN IMMEDIATE";
 
+/// Creates or evolves `tables` in one `BEGIN IMMEDIATE` transaction.
+async fn apply_ddl(pool: &SqlitePool, tables: &[std::sync::Arc<super::plan::Table>]) -> Result<(), SinkError> {
+    let mut tx = pool.begin_with(BEGIN).await.map_err(classify)?;
+    for t in tables {
+        tables::apply_sqlite(&mut tx, t).await?;
+    }
+    tx.commit().await.map_err(classify)
+}
+
 /// Writes enriched records to a SQLite database.
 pub struct SqliteSink {
     pool: SqlitePool,
+    tables: Tables,
 }
 
 impl SqliteSink {
     /// Opens (creating if missing) the database `cfg.database_url` names and applies the
     /// migrations. A malformed URL or a path that cannot be opened is [`SinkError::Fatal`] (an
     /// operator must fix the config); a locked database is [`SinkError::Unavailable`].
-    pub async fn connect(cfg: &SqlSinkConfig) -> Result<SqliteSink, SinkError> {
+    /// The catalogue's tables are created (or evolved) from its records; the built-in example
+    /// catalogue also gets its example tables and views (`migrations/sqlite/`).
+    pub async fn connect(cfg: &SqlSinkConfig, catalogue: &Catalogue) -> Result<SqliteSink, SinkError> {
         let url = cfg.database_url.expose();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| SinkError::Fatal(format!("sqlite: invalid database_url '{}': {e}", cfg.database_url.redacted())))?
@@ -90,13 +104,19 @@ impl SqliteSink {
                 .await
         }
         .map_err(classify)?;
-        Self::migrate(&pool).await?;
-        Ok(SqliteSink { pool })
+        if catalogue.is_built_in() {
+            Self::migrate(&pool).await?;
+        }
+        let tables = Tables::of(catalogue)?;
+        apply_ddl(&pool, &tables.all()).await?;
+        Ok(SqliteSink { pool, tables })
     }
 
-    /// A sink on an existing pool, without migrations (tests; see [`Self::migrate`]).
+    /// A sink of the built-in catalogue on an existing pool, without DDL (tests; see
+    /// [`Self::migrate`]).
     pub fn from_pool(pool: SqlitePool) -> SqliteSink {
-        SqliteSink { pool }
+        let tables = Tables::of(&Catalogue::built_in()).expect("the built-in catalogue has SQL plans (tested)");
+        SqliteSink { pool, tables }
     }
 
     /// Applies the embedded migrations not yet recorded in `slate_sql_migrations`.
@@ -131,16 +151,22 @@ impl SqliteSink {
     }
 
     async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
-        let prepared = rows::prepare(batch);
+        let growth = self.tables.grow(batch)?;
+        if !growth.tables.is_empty() {
+            apply_ddl(&self.pool, &growth.tables).await?;
+            self.tables.install(growth);
+        }
+        let plans = self.tables.snapshot();
+        let prepared = rows::prepare(batch, &plans);
         if prepared.winners.is_empty() {
             return Ok(prepared.outcome);
         }
         let winners = &prepared.winners;
-        let (applied, refused) = match self.write_all(winners).await {
+        let (applied, refused) = match self.write_all(winners, &plans).await {
             Ok(applied) => (applied, Vec::new()),
             Err(e) if is_data_error(&e) => {
                 tracing::warn!(error = %e, "sqlite refused a validated record; rewriting the batch record by record");
-                self.write_isolated(winners).await?
+                self.write_isolated(winners, &plans).await?
             }
             Err(e) => return Err(classify(e)),
         };
@@ -148,13 +174,13 @@ impl SqliteSink {
     }
 
     /// The whole batch in one transaction, tables in a fixed order.
-    async fn write_all(&self, winners: &[Row]) -> Result<usize, sqlx::Error> {
+    async fn write_all(&self, winners: &[Row], plans: &super::Plans) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
         let mut applied = 0;
         // Winners come sorted by entity: one pass per entity table.
         for of_kind in winners.chunk_by(|a, b| a.kind == b.kind) {
             let of_kind: Vec<&Row> = of_kind.iter().collect();
-            let table = rows::table(of_kind[0].kind).expect("validated rows have a table");
+            let table = &plans[&of_kind[0].kind];
             applied += sqlite_write::write_table(&mut tx, table, &of_kind).await?;
         }
         tx.commit().await?;
@@ -165,12 +191,12 @@ impl SqliteSink {
     /// record; refused records are returned as rejections, the rest commits. (A refused
     /// statement is undone by SQLite itself; the savepoint also undoes the record's earlier
     /// statements, e.g. a parent row whose child insert failed.)
-    async fn write_isolated(&self, winners: &[Row]) -> Result<(usize, Vec<(usize, String)>), SinkError> {
+    async fn write_isolated(&self, winners: &[Row], plans: &super::Plans) -> Result<(usize, Vec<(usize, String)>), SinkError> {
         let mut tx = self.pool.begin_with(BEGIN).await.map_err(classify)?;
         let (mut applied, mut refused) = (0, Vec::new());
         for row in winners {
             sqlx::query("SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;
-            match sqlite_write::write_table(&mut tx, rows::table(row.kind).expect("validated rows have a table"), &[row]).await {
+            match sqlite_write::write_table(&mut tx, &plans[&row.kind], &[row]).await {
                 Ok(n) => {
                     applied += n;
                     sqlx::query("RELEASE SAVEPOINT slate_record").execute(&mut *tx).await.map_err(classify)?;

@@ -1,9 +1,10 @@
 //! The SQL of one batch on SQLite: one statement per record (SQLite has no arrays to `UNNEST`).
 //! That is cheap here: SQLite runs in-process, so a statement costs no round trip, and sqlx caches
 //! each prepared statement per connection (the texts are fixed per table). Statement text comes
-//! only from the static table specs in `rows.rs`; values are always bound.
+//! only from the table plans of `plan.rs` (identifiers quoted); values are always bound.
 
-use super::rows::{Cell, Child, Col, Row, Table};
+use super::plan::{Child, Col, Column, Table};
+use super::rows::{Cell, Row};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ struct Statements {
 
 impl Statements {
     fn new(t: &Table) -> Self {
-        let names: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.ident.as_str()).collect();
         let params: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
         let sets: Vec<String> = names.iter().map(|n| format!("{n} = excluded.{n}")).collect();
         let nulls: Vec<String> = names.iter().map(|n| format!("{n} = NULL")).collect();
@@ -69,8 +70,8 @@ pub(super) async fn write_table(conn: &mut SqliteConnection, t: &Table, rows: &[
             applied.push(row);
         }
     }
-    if let Some(child) = &t.child {
-        replace_children(conn, child, &applied).await?;
+    for (k, child) in t.children.iter().enumerate() {
+        replace_children(conn, child, k, &applied).await?;
     }
     Ok(applied.len())
 }
@@ -82,7 +83,7 @@ pub(super) async fn write_table(conn: &mut SqliteConnection, t: &Table, rows: &[
 async fn upsert(conn: &mut SqliteConnection, s: &Statements, t: &Table, row: &Row, version: i64) -> Result<bool, sqlx::Error> {
     let cells = row.live.as_ref().map(|l| l.cells.as_slice());
     let q = sqlx::query(AssertSqlSafe(s.upsert.clone())).bind(&row.id).bind(version).bind(row.live.is_none()).bind(event_ts(row.event_ms));
-    Ok(bind_cells(q, t.columns, cells).fetch_optional(&mut *conn).await?.is_some())
+    Ok(bind_cells(q, &t.columns, cells).fetch_optional(&mut *conn).await?.is_some())
 }
 
 /// A tombstone of an id the source never had (no version to compare): a live row is marked
@@ -102,11 +103,11 @@ async fn unversioned_tombstone(conn: &mut SqliteConnection, s: &Statements, row:
 /// Replaces the child rows of every applied parent: the new elements for a live row, none for a
 /// tombstone. Runs after the parent writes in the same transaction, which holds SQLite's write
 /// lock (`BEGIN IMMEDIATE`), so no other writer interleaves.
-async fn replace_children(conn: &mut SqliteConnection, child: &Child, applied: &[&Row]) -> Result<(), sqlx::Error> {
+async fn replace_children(conn: &mut SqliteConnection, child: &Child, k: usize, applied: &[&Row]) -> Result<(), sqlx::Error> {
     if applied.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = child.columns.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = child.columns.iter().map(|c| c.ident.as_str()).collect();
     let params: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 3)).collect();
     let delete: Arc<str> = format!("DELETE FROM {} WHERE {} = ?1", child.table, child.parent_key).into();
     let insert: Arc<str> = format!(
@@ -120,21 +121,21 @@ async fn replace_children(conn: &mut SqliteConnection, child: &Child, applied: &
     for row in applied {
         sqlx::query(AssertSqlSafe(delete.clone())).bind(&row.id).execute(&mut *conn).await?;
         let Some(live) = &row.live else { continue };
-        for (ordinal, element) in live.children.iter().enumerate() {
+        for (ordinal, element) in live.children[k].iter().enumerate() {
             let q = sqlx::query(AssertSqlSafe(insert.clone())).bind(&row.id).bind(i64::try_from(ordinal).unwrap_or(i64::MAX));
-            bind_cells(q, child.columns, Some(element)).execute(&mut *conn).await?;
+            bind_cells(q, &child.columns, Some(element)).execute(&mut *conn).await?;
         }
     }
     Ok(())
 }
 
 /// Binds one value per column; no cells (a tombstone) binds NULLs of the column's type.
-fn bind_cells<'q>(mut q: Query<'q>, columns: &[(&str, Col)], cells: Option<&[Cell]>) -> Query<'q> {
-    for (i, (_, col)) in columns.iter().enumerate() {
-        q = match (cells.map(|c| &c[i]), col) {
+fn bind_cells<'q>(mut q: Query<'q>, columns: &[Column], cells: Option<&[Cell]>) -> Query<'q> {
+    for (i, c) in columns.iter().enumerate() {
+        q = match (cells.map(|c| &c[i]), c.col) {
             (Some(Cell::Int(n)), _) => q.bind(*n),
             (Some(Cell::Text(s)), _) => q.bind(s.clone()),
-            (None, Col::BigInt) => q.bind(None::<i64>),
+            (None, Col::BigInt | Col::Timestamp | Col::Bool) => q.bind(None::<i64>),
             (None, _) => q.bind(None::<String>),
         };
     }

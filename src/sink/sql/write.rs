@@ -1,8 +1,9 @@
 //! The SQL of one batch: set-based statements per entity table (`UNNEST` of one array per
 //! column), so a batch of hundreds of records costs a few round trips per entity, not one per
-//! record. Statement text comes only from the static table specs in `rows.rs`.
+//! record. Statement text comes only from the table plans of `plan.rs` (identifiers quoted).
 
-use super::rows::{Cell, Child, Col, Row, Table};
+use super::plan::{Child, Col, Column, Table};
+use super::rows::{Cell, Row};
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row as _};
@@ -24,10 +25,10 @@ pub(super) async fn write_table(conn: &mut PgConnection, t: &Table, rows: &[&Row
     if !unversioned.is_empty() {
         applied.extend(unversioned_tombstones(conn, t, &unversioned).await?);
     }
-    if let Some(child) = &t.child
-        && !applied.is_empty()
-    {
-        replace_children(conn, child, rows, &applied).await?;
+    if !applied.is_empty() {
+        for (k, child) in t.children.iter().enumerate() {
+            replace_children(conn, child, k, rows, &applied).await?;
+        }
     }
     Ok(applied.len())
 }
@@ -36,9 +37,9 @@ pub(super) async fn write_table(conn: &mut PgConnection, t: &Table, rows: &[&Row
 /// version is a duplicate, an older one is stale). Tombstones go through the same statement with
 /// `deleted = true` and NULL business columns. Returns the ids applied.
 async fn upsert(conn: &mut PgConnection, t: &Table, rows: &[&Row]) -> Result<Vec<String>, sqlx::Error> {
-    let names: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
-    let params: Vec<String> = t.columns.iter().enumerate().map(|(i, (_, c))| format!("${}::{}", i + 5, c.bind_type())).collect();
-    let selects: Vec<String> = t.columns.iter().map(|(n, c)| c.select_expr(n)).collect();
+    let names: Vec<&str> = t.columns.iter().map(|c| c.ident.as_str()).collect();
+    let params: Vec<String> = t.columns.iter().enumerate().map(|(i, c)| format!("${}::{}", i + 5, c.col.bind_type())).collect();
+    let selects: Vec<String> = t.columns.iter().map(|c| c.col.select_expr(&c.ident)).collect();
     let sets: Vec<String> = names.iter().map(|n| format!("{n} = excluded.{n}")).collect();
     let sql = format!(
         "INSERT INTO {table} (id, version, deleted, event_ts, {names}) \
@@ -60,7 +61,7 @@ async fn upsert(conn: &mut PgConnection, t: &Table, rows: &[&Row]) -> Result<Vec
         .bind(rows.iter().map(|r| r.live.is_none()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.event_ms).collect::<Vec<_>>());
     let cells: Vec<Option<&[Cell]>> = rows.iter().map(|r| r.live.as_ref().map(|l| l.cells.as_slice())).collect();
-    ids(bind_cells(q, t.columns, &cells).fetch_all(&mut *conn).await?)
+    ids(bind_cells(q, &t.columns, &cells).fetch_all(&mut *conn).await?)
 }
 
 /// Tombstones of ids the source never had (no version to compare): an existing live row is
@@ -70,7 +71,7 @@ async fn upsert(conn: &mut PgConnection, t: &Table, rows: &[&Row]) -> Result<Vec
 async fn unversioned_tombstones(conn: &mut PgConnection, t: &Table, rows: &[&Row]) -> Result<Vec<String>, sqlx::Error> {
     let ids_bind: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let ms_bind: Vec<i64> = rows.iter().map(|r| r.event_ms).collect();
-    let nulls: Vec<String> = t.columns.iter().map(|(n, _)| format!("{n} = NULL")).collect();
+    let nulls: Vec<String> = t.columns.iter().map(|c| format!("{} = NULL", c.ident)).collect();
     let update = format!(
         "UPDATE {table} SET deleted = TRUE, event_ts = {EVENT_TS}, updated_at = now(), {nulls} \
          FROM UNNEST($1::text[], $2::int8[]) AS u(id, event_ms) \
@@ -92,14 +93,20 @@ async fn unversioned_tombstones(conn: &mut PgConnection, t: &Table, rows: &[&Row
 /// Replaces the child rows of every applied parent: the new elements for a live row, none for a
 /// tombstone. Runs after the parent upsert in the same transaction, so the parent row lock
 /// serializes concurrent writers of one id.
-async fn replace_children(conn: &mut PgConnection, child: &Child, rows: &[&Row], applied: &HashSet<String>) -> Result<(), sqlx::Error> {
+async fn replace_children(
+    conn: &mut PgConnection,
+    child: &Child,
+    k: usize,
+    rows: &[&Row],
+    applied: &HashSet<String>,
+) -> Result<(), sqlx::Error> {
     let parents: Vec<String> = applied.iter().cloned().collect();
     let delete = format!("DELETE FROM {} WHERE {} = ANY($1::text[])", child.table, child.parent_key);
     sqlx::query(AssertSqlSafe(delete)).bind(parents).execute(&mut *conn).await?;
     let (mut parent_ids, mut ordinals, mut cells) = (Vec::new(), Vec::new(), Vec::new());
     for r in rows.iter().filter(|r| applied.contains(&r.id)) {
         let Some(live) = &r.live else { continue };
-        for (i, element) in live.children.iter().enumerate() {
+        for (i, element) in live.children[k].iter().enumerate() {
             parent_ids.push(r.id.clone());
             ordinals.push(i32::try_from(i).unwrap_or(i32::MAX));
             cells.push(Some(element.as_slice()));
@@ -108,9 +115,9 @@ async fn replace_children(conn: &mut PgConnection, child: &Child, rows: &[&Row],
     if parent_ids.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = child.columns.iter().map(|(n, _)| *n).collect();
-    let params: Vec<String> = child.columns.iter().enumerate().map(|(i, (_, c))| format!("${}::{}", i + 3, c.bind_type())).collect();
-    let selects: Vec<String> = child.columns.iter().map(|(n, c)| c.select_expr(n)).collect();
+    let names: Vec<&str> = child.columns.iter().map(|c| c.ident.as_str()).collect();
+    let params: Vec<String> = child.columns.iter().enumerate().map(|(i, c)| format!("${}::{}", i + 3, c.col.bind_type())).collect();
+    let selects: Vec<String> = child.columns.iter().map(|c| c.col.select_expr(&c.ident)).collect();
     let insert = format!(
         "INSERT INTO {table} ({parent}, ordinal, {names}) SELECT u.parent, u.ordinal, {selects} \
          FROM UNNEST($1::text[], $2::int4[], {params}) AS u(parent, ordinal, {names})",
@@ -121,14 +128,14 @@ async fn replace_children(conn: &mut PgConnection, child: &Child, rows: &[&Row],
         params = params.join(", "),
     );
     let q = sqlx::query(AssertSqlSafe(insert)).bind(parent_ids).bind(ordinals);
-    bind_cells(q, child.columns, &cells).execute(&mut *conn).await?;
+    bind_cells(q, &child.columns, &cells).execute(&mut *conn).await?;
     Ok(())
 }
 
 /// Binds one array per column; a row without cells (a tombstone) contributes NULLs.
-fn bind_cells<'q>(mut q: PgQuery<'q>, columns: &[(&str, Col)], rows: &[Option<&[Cell]>]) -> PgQuery<'q> {
-    for (i, (_, col)) in columns.iter().enumerate() {
-        if *col == Col::BigInt {
+fn bind_cells<'q>(mut q: PgQuery<'q>, columns: &[Column], rows: &[Option<&[Cell]>]) -> PgQuery<'q> {
+    for (i, c) in columns.iter().enumerate() {
+        if matches!(c.col, Col::BigInt | Col::Timestamp) {
             let v: Vec<Option<i64>> = rows
                 .iter()
                 .map(|r| match r.map(|cells| &cells[i]) {

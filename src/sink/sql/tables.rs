@@ -1,0 +1,214 @@
+//! The live table plans of a SQL sink, and the DDL that keeps the database in step with them:
+//! tables created from the catalogue's records at connect, columns and child tables added when a
+//! batch brings a writer schema with new fields (before any of its rows is written).
+//!
+//! Contract: DDL only ever adds (`CREATE TABLE IF NOT EXISTS`, `ADD COLUMN`, nullable), runs in
+//! one transaction under the sink's DDL lock (PostgreSQL advisory lock, SQLite `BEGIN
+//! IMMEDIATE`), and is idempotent, so several sink processes may evolve at once. A column whose
+//! type the database holds differently is a [`SinkError::Fatal`] naming the field and the fix:
+//! the batch is not written and its offsets are not committed.
+
+#[cfg(test)]
+use super::plan::quote;
+use super::plan::{Additions, Table};
+use crate::catalogue::{Catalogue, EntityName};
+use crate::sink::{SinkError, SinkRecord};
+use apache_avro::Schema;
+use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The plan of every entity, grown as writer schemas arrive.
+pub(super) struct Tables {
+    plans: RwLock<HashMap<EntityName, Arc<Table>>>,
+    /// Writer schemas already planned (by address: codecs leak their writer, so it is stable).
+    seen: Mutex<HashSet<usize>>,
+}
+
+/// Plans grown by a batch, to be applied to the database and then installed.
+pub(super) struct Growth {
+    pub tables: Vec<Arc<Table>>,
+    writers: Vec<usize>,
+}
+
+impl Tables {
+    /// The plans of the catalogue's records.
+    pub fn of(catalogue: &Catalogue) -> Result<Tables, SinkError> {
+        let mut plans = HashMap::new();
+        for e in catalogue.iter() {
+            let t = Table::of(e.name, &e.schema).map_err(|e| SinkError::Fatal(e.to_string()))?;
+            plans.insert(e.name, Arc::new(t));
+        }
+        Ok(Tables { plans: RwLock::new(plans), seen: Mutex::new(HashSet::new()) })
+    }
+
+    pub fn snapshot(&self) -> HashMap<EntityName, Arc<Table>> {
+        self.plans.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Table>> {
+        let mut all: Vec<Arc<Table>> = self.snapshot().into_values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// What the writer schemas of `batch` not planned yet add to the plans.
+    pub fn grow(&self, batch: &[SinkRecord]) -> Result<Growth, SinkError> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut current = self.snapshot();
+        let mut growth = Growth { tables: Vec::new(), writers: Vec::new() };
+        let mut grown: HashSet<EntityName> = HashSet::new();
+        for r in batch {
+            let Some(writer) = r.writer else { continue };
+            let key = writer as *const Schema as usize;
+            if seen.contains(&key) || growth.writers.contains(&key) {
+                continue;
+            }
+            growth.writers.push(key);
+            let Some(table) = current.get(&r.entity).cloned() else { continue };
+            let newer = Table::of(r.entity, writer).map_err(|e| SinkError::Fatal(e.to_string()))?;
+            let additions: Additions = table.additions(&newer).map_err(|e| SinkError::Fatal(e.to_string()))?;
+            if !additions.is_empty() {
+                current.insert(r.entity, Arc::new(table.extended(&additions)));
+                grown.insert(r.entity);
+            }
+        }
+        growth.tables = grown.into_iter().map(|e| current[&e].clone()).collect();
+        Ok(growth)
+    }
+
+    /// Installs plans once their DDL is committed.
+    pub fn install(&self, growth: Growth) {
+        let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
+        for t in growth.tables {
+            plans.insert(t.entity, t);
+        }
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).extend(growth.writers);
+    }
+}
+
+fn conflict(t: &Table, table: &str, field: &str, held: &str, wanted: &str) -> SinkError {
+    SinkError::Fatal(format!(
+        "SQL sink, entity `{}`, field `{field}`: column {table}.{field} is {held} in the database but the schema makes it \
+         {wanted}; migrate the column by hand (or rename the field) and restart the sink: nothing is committed until then",
+        t.entity
+    ))
+}
+
+/// Creates and evolves `t`'s tables on PostgreSQL (the caller holds the DDL lock in `conn`'s
+/// transaction).
+pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Result<(), SinkError> {
+    let fatal = |e: sqlx::Error| SinkError::Fatal(format!("SQL sink, entity `{}`: DDL failed: {e}", t.entity));
+    let cols =
+        |columns: &[super::plan::Column]| -> String { columns.iter().map(|c| format!(", {} {}", c.ident, c.col.pg_type().0)).collect() };
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, version BIGINT NOT NULL, deleted BOOLEAN NOT NULL DEFAULT FALSE, \
+         event_ts TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT now(){})",
+        t.name,
+        cols(&t.columns)
+    );
+    sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
+    let mut tables = vec![(t.name.clone(), &t.columns)];
+    for child in &t.children {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({parent} TEXT NOT NULL REFERENCES {root} (id) ON DELETE CASCADE, \
+             ordinal INTEGER NOT NULL{cols}, PRIMARY KEY ({parent}, ordinal))",
+            table = child.table,
+            parent = child.parent_key,
+            root = t.name,
+            cols = cols(&child.columns),
+        );
+        sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
+        tables.push((child.table.clone(), &child.columns));
+    }
+    for (table, columns) in tables {
+        let held: HashMap<String, String> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1",
+        )
+        .bind(unquote(&table))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(fatal)?
+        .into_iter()
+        .collect();
+        for c in columns {
+            let (ddl_type, data_type) = c.col.pg_type();
+            match held.get(&c.field) {
+                Some(h) if h == data_type => {}
+                Some(h) => return Err(conflict(t, &table, &c.field, h, ddl_type)),
+                None => {
+                    let alter = format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {ddl_type}", c.ident);
+                    sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(fatal)?;
+                    tracing::info!(entity = %t.entity, %table, column = %c.field, r#type = ddl_type, "sql sink added a column");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates and evolves `t`'s tables on SQLite (the caller holds `BEGIN IMMEDIATE`).
+pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table) -> Result<(), SinkError> {
+    let fatal = |e: sqlx::Error| SinkError::Fatal(format!("SQL sink, entity `{}`: DDL failed: {e}", t.entity));
+    let cols =
+        |columns: &[super::plan::Column]| -> String { columns.iter().map(|c| format!(", {} {}", c.ident, c.col.sqlite_type())).collect() };
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, \
+         deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)), event_ts TEXT, \
+         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')){}) STRICT",
+        t.name,
+        cols(&t.columns)
+    );
+    sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
+    let mut tables = vec![(t.name.clone(), &t.columns)];
+    for child in &t.children {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({parent} TEXT NOT NULL REFERENCES {root} (id) ON DELETE CASCADE, \
+             ordinal INTEGER NOT NULL{cols}, PRIMARY KEY ({parent}, ordinal)) STRICT",
+            table = child.table,
+            parent = child.parent_key,
+            root = t.name,
+            cols = cols(&child.columns),
+        );
+        sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
+        tables.push((child.table.clone(), &child.columns));
+    }
+    for (table, columns) in tables {
+        let held: HashMap<String, String> = sqlx::query_as("SELECT name, upper(type) FROM pragma_table_info(?1)")
+            .bind(unquote(&table))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(fatal)?
+            .into_iter()
+            .collect();
+        for c in columns {
+            let wanted = c.col.sqlite_type();
+            match held.get(&c.field) {
+                Some(h) if h == wanted => {}
+                Some(h) => return Err(conflict(t, &table, &c.field, h, wanted)),
+                None => {
+                    let alter = format!("ALTER TABLE {table} ADD COLUMN {} {wanted}", c.ident);
+                    sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(fatal)?;
+                    tracing::info!(entity = %t.entity, %table, column = %c.field, r#type = wanted, "sql sink added a column");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `"name"` → `name` (identifiers come from [`quote`]).
+fn unquote(ident: &str) -> String {
+    ident.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(ident).replace("\"\"", "\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_round_trips() {
+        assert_eq!(unquote(&quote("we\"ird")), "we\"ird");
+    }
+}
