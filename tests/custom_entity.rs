@@ -48,8 +48,8 @@ fn write_schema(dir: &Path) {
 
 /// The team's source of truth: every invoice at version 2.
 fn invoice(n: usize) -> Value {
-    json!({"id": format!("inv-{n}"), "version": 2, "customer": format!("cust-{}", n % 3), "note": if n % 2 == 0 { json!(null) } else { json!("net 30") },
-        "status": "OPEN", "issued_on": format!("2027-01-{:02}", n + 1), "total_cents": 1000 + n as i64, "paid": n % 4 == 0,
+    json!({"id": format!("inv-{n}"), "version": 2, "customer": format!("cust-{}", n % 3), "note": if n.is_multiple_of(2) { json!(null) } else { json!("net 30") },
+        "status": "OPEN", "issued_on": format!("2027-01-{:02}", n + 1), "total_cents": 1000 + n as i64, "paid": n.is_multiple_of(4),
         "lines": [{"sku": "A", "cents": 1000}, {"sku": "B", "cents": n as i64}]})
 }
 
@@ -193,7 +193,7 @@ async fn scenario(db_url: String) {
     // Events name the entity by an alias as well as by its name.
     let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).create().unwrap();
     for n in 0..INVOICES {
-        let entity = if n % 2 == 0 { "invoice" } else { "bill" };
+        let entity = if n.is_multiple_of(2) { "invoice" } else { "bill" };
         let event = json!({"uuid": uuid::Uuid::new_v4(), "type": "UPDATE", "ts": 1_790_000_000_000i64 + n as i64, "entity": entity, "id": format!("inv-{n}")});
         let key = format!("inv-{n}");
         producer.send(FutureRecord::to(&topic).key(&key).payload(&event.to_string()), Duration::from_secs(10)).await.unwrap();
