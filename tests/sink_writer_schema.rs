@@ -126,6 +126,11 @@ async fn scenario(db_url: String) {
     };
     assert_eq!(doc["_source"]["rating"], "PG-13", "{doc}");
     assert_eq!(doc["_source"]["title"], "Wide", "{doc}");
+    // The new field was mapped before the document was written: it is indexed, not only stored.
+    let mapping_url = format!("{}/{}production/_mapping", cfg.sinks.search.url, cfg.sinks.search.index_prefix);
+    let mapping: Value = http.get(&mapping_url).send().await.unwrap().json().await.unwrap();
+    let properties = mapping.as_object().unwrap().values().next().unwrap()["mappings"]["properties"].clone();
+    assert_eq!(properties["rating"]["type"], "keyword", "{mapping}");
 
     let sql =
         format!("SELECT payload FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) WHERE id = 'prod-wide'", audit_dir.display());

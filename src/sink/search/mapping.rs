@@ -21,6 +21,12 @@ pub const TEXT_FIELDS: &[&str] = &["title", "name"];
 /// The `mappings` object of the index of `entity` (also the body of `PUT <index>/_mapping`).
 pub fn mappings(entity: &Entity) -> Json {
     let schema: Json = serde_json::from_str(&entity.text).expect("a catalogue schema is JSON (it parsed as Avro)");
+    of_record(entity, &schema)
+}
+
+/// The mappings of `entity`'s index for the record `schema` (the JSON of a writer schema: a
+/// newer one adds properties, merged in with `PUT <index>/_mapping`).
+pub fn of_record(entity: &Entity, schema: &Json) -> Json {
     json!({
         "dynamic": false,
         "_meta": {
@@ -28,7 +34,7 @@ pub fn mappings(entity: &Entity) -> Json {
             "entity": entity.name.as_str(),
             "avro_record": entity.record,
         },
-        "properties": properties(&schema),
+        "properties": properties(schema),
     })
 }
 

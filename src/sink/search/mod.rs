@@ -52,12 +52,18 @@ use crate::event::EntityName;
 use bulk::Verdict;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value as Json;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 /// Writes enriched records to a search index, idempotently (see the module doc).
 pub struct SearchSink {
     http: reqwest::Client,
+    /// The entities whose indices this sink writes.
+    catalogue: Arc<Catalogue>,
+    /// Writer schemas whose fields are mapped already (by address: codecs leak their writer).
+    mapped: Mutex<HashSet<usize>>,
     base: String,
     index_prefix: String,
     auth: Option<(String, Option<String>)>,
@@ -74,8 +80,9 @@ impl SearchSink {
     /// Builds the client and creates (or updates) the mapping of every entity's index.
     /// Unreachable target → `Unavailable` (the caller may retry); bad credentials or an
     /// incompatible existing mapping → `Fatal`.
-    pub async fn connect(cfg: &SearchSinkConfig, catalogue: &Catalogue) -> Result<Self, SinkError> {
-        let sink = Self::try_new(cfg)?;
+    pub async fn connect(cfg: &SearchSinkConfig, catalogue: &Arc<Catalogue>) -> Result<Self, SinkError> {
+        let mut sink = Self::try_new(cfg)?;
+        sink.catalogue = catalogue.clone();
         for entity in catalogue.iter() {
             sink.ensure_index(entity).await?;
         }
@@ -91,6 +98,8 @@ impl SearchSink {
             .map_err(|e| SinkError::Fatal(format!("search HTTP client: {e}")))?;
         Ok(Self {
             http,
+            catalogue: Catalogue::built_in(),
+            mapped: Mutex::new(HashSet::new()),
             base: cfg.url.trim_end_matches('/').to_string(),
             index_prefix: cfg.index_prefix.clone(),
             auth: cfg.username.clone().map(|u| (u, cfg.password.as_ref().map(|p| p.expose().to_string()))),
@@ -133,9 +142,38 @@ impl SearchSink {
         )))
     }
 
+    /// Merges the fields of writer schemas not seen yet into their index's mapping, before the
+    /// first document carrying them is written (so they are indexed, not only kept in `_source`).
+    async fn map_new_fields(&self, batch: &[SinkRecord]) -> Result<(), SinkError> {
+        let mut done = Vec::new();
+        for r in batch {
+            let Some(writer) = r.writer else { continue };
+            let key = writer as *const apache_avro::Schema as usize;
+            if done.contains(&key) || self.mapped.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+                continue;
+            }
+            done.push(key);
+            let Some(entity) = self.catalogue.get(r.entity) else { continue };
+            let schema = serde_json::to_value(writer).map_err(|e| SinkError::Fatal(format!("writer schema of {}: {e}", r.entity)))?;
+            let index = self.index(r.entity);
+            let body = mapping::of_record(entity, &schema);
+            let (status, answer) = self.send(self.http.put(format!("{}/{index}/_mapping", self.base)).json(&body)).await?;
+            if !status.is_success() {
+                return Err(SinkError::Fatal(format!(
+                    "index {index}: the mapping of a newer writer schema of {} is refused: {}; reindex it or use another sinks.search.index_prefix",
+                    entity.record,
+                    describe(&answer)
+                )));
+            }
+        }
+        self.mapped.lock().unwrap_or_else(|e| e.into_inner()).extend(done);
+        Ok(())
+    }
+
     /// Writes `batch` with `_bulk` (one request per ~10 MiB, sent in order). See the module doc
     /// for how each item and each request error is classified.
     pub async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
+        self.map_new_fields(batch).await?;
         let (chunks, refused) = bulk::build(batch, &self.index_prefix, self.max_bulk_bytes);
         let mut outcome = WriteOutcome { rejected: refused, ..WriteOutcome::default() };
         for chunk in chunks {
