@@ -57,19 +57,32 @@ impl SourceIds {
         Ok(Self { http, sources: sources.clone() })
     }
 
+    /// Whether the source of `entity` can list its ids (`sources.entities.<name>.list_ids`).
+    pub fn lists(&self, entity: EntityName) -> bool {
+        self.sources.entity(entity).list_ids != Some(false)
+    }
+
     /// Up to [`PAGE`] ids after `after`; fewer means the listing is complete.
     pub async fn page(&self, entity: EntityName, after: Option<&str>) -> Result<Vec<String>, ReplayError> {
-        let url = &self.sources.graphql_endpoint;
+        let e = self.sources.entity(entity);
+        let url = e.endpoint.as_ref().filter(|_| self.sources.protocol_of(entity) == crate::config::Protocol::Graphql);
+        let url = url.unwrap_or(&self.sources.graphql_endpoint);
         let fail = |message: String| ReplayError::Source { entity, url: url.clone(), message };
-        let query = format!("query($entity: Entity!, $after: ID) {{ ids(entity: $entity, after: $after, first: {PAGE}) }}");
-        let body = serde_json::json!({ "query": query, "variables": { "entity": entity.as_str(), "after": after } });
+        let default_query = "query($entity: Entity!, $after: ID, $first: Int!) { ids(entity: $entity, after: $after, first: $first) }";
+        let query = e.ids_query.as_deref().unwrap_or(default_query);
+        let body = serde_json::json!({ "query": query, "variables": { "entity": entity.as_str(), "after": after, "first": PAGE } });
         let mut req = self.http.post(url).json(&body);
         if let Some(t) = &self.sources.bearer_token {
             req = req.bearer_auth(t.expose());
         }
         let resp = req.send().await.and_then(|r| r.error_for_status()).map_err(|e| fail(error_chain(&e)))?;
         let reply: serde_json::Value = resp.json().await.map_err(|e| fail(format!("invalid reply: {e}")))?;
-        let ids = reply["data"]["ids"].as_array().ok_or_else(|| fail(format!("no ids in the reply; errors: {}", reply["errors"])))?;
+        let path = e.ids_path.as_deref().unwrap_or("data.ids");
+        let ids = path
+            .split('.')
+            .try_fold(&reply, |v, key| v.get(key))
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| fail(format!("no list at {path} in the reply; errors: {}", reply["errors"])))?;
         Ok(ids.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
     }
 
@@ -282,7 +295,7 @@ impl TokenBucket {
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
-    /// Entities in order; empty means all six.
+    /// Entities in order; empty means every entity of the catalogue.
     pub entities: Vec<EntityName>,
     /// Events per second at most; 0 = unlimited.
     pub rate: u64,
@@ -328,7 +341,24 @@ pub async fn run(cfg: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     let mut counts = BTreeMap::new();
     for entity in entities {
         let listing = Progress::stderr(format!("replay {entity}: ids listed"), None, opts.quiet);
-        let ids = lister.all(entity, &listing).await?;
+        let ids = match lister.lists(entity) {
+            true => lister.all(entity, &listing).await?,
+            false => {
+                let topic = cfg.enricher.output_topic(entity);
+                let ids = crate::kafka::live_keys(&cfg.kafka, &topic).await.map_err(|message| ReplayError::Broker {
+                    servers: cfg.kafka.bootstrap_servers.clone(),
+                    message: format!("reading the ids of {topic}: {message}"),
+                })?;
+                if !opts.quiet {
+                    eprintln!(
+                        "replay {entity}: the source lists no ids (sources.entities.{entity}.list_ids = false); \
+                         using the {} live ids of {topic}",
+                        ids.len()
+                    );
+                }
+                ids
+            }
+        };
         let mut c = EntityCounts { listed: ids.len() as u64, published: 0 };
         if let Some(p) = publisher.as_mut() {
             let progress = Progress::stderr(format!("replay {entity}: events published"), Some(c.listed), opts.quiet);

@@ -137,7 +137,19 @@ pub async fn reconcile(
         let empty = HashMap::new();
         let held = held.get(&entity).unwrap_or(&empty);
         let listing = Progress::stderr(format!("verify {sink} {entity}: source ids listed"), None, quiet);
-        let mut ids = lister.all(entity, &listing).await?;
+        let mut ids = match lister.lists(entity) {
+            true => lister.all(entity, &listing).await?,
+            false => {
+                if !quiet {
+                    eprintln!(
+                        "verify {sink} {entity}: the source lists no ids (sources.entities.{entity}.list_ids = false); \
+                         checking only the {} ids the sink holds (an id it never received is not found)",
+                        held.len()
+                    );
+                }
+                Vec::new()
+            }
+        };
         ids.extend(held.keys().cloned());
         ids.sort();
         ids.dedup();

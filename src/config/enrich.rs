@@ -194,6 +194,16 @@ pub struct EntitySourceConfig {
     pub tombstones_path: Option<String>,
     /// Full gRPC method path; default "/studio.finance.v1.StudioSource/BatchGet".
     pub grpc_method: Option<String>,
+    /// How `replay` and `verify` list every live id. Default: the GraphQL query
+    /// `ids(entity: $entity, after: $after, first: $first)` at the entity's GraphQL endpoint;
+    /// `false`: the source has no listing, and replay and verify use the ids the enriched topic
+    /// and the sinks already hold (and say so).
+    pub list_ids: Option<bool>,
+    /// GraphQL document listing ids, taking `$after: ID` (the last id of the previous page, null
+    /// first) and `$first: Int!` (the page size), answering ids in ascending order.
+    pub ids_query: Option<String>,
+    /// Dotted path to the list of ids in the `ids_query` response; default "data.ids".
+    pub ids_path: Option<String>,
 }
 
 impl SourcesConfig {
@@ -211,6 +221,17 @@ impl SourcesConfig {
                 && !q.contains("$ids")
             {
                 return Err(invalid(&format!("sources.entities.{kind}.query"), "must declare and use the variable $ids: [ID!]!"));
+            }
+            if let Some(q) = &e.ids_query
+                && !(q.contains("$after") && q.contains("$first"))
+            {
+                return Err(invalid(
+                    &format!("sources.entities.{kind}.ids_query"),
+                    "must declare and use the variables $after: ID and $first: Int!",
+                ));
+            }
+            if e.list_ids == Some(false) && e.ids_query.is_some() {
+                return Err(invalid(&format!("sources.entities.{kind}.ids_query"), "is set while list_ids = false; remove one of them"));
             }
             if let Some(m) = &e.grpc_method
                 && !(m.starts_with('/') && m[1..].contains('/'))

@@ -3,10 +3,12 @@
 //! Every client slate creates starts from [`base_config`], so TLS, SASL and the user's extra
 //! librdkafka properties apply to producers, consumers and admin clients alike.
 
+mod keys;
 mod producer;
 pub mod stall;
 mod tracker;
 
+pub use keys::live_keys;
 pub use producer::{DeliveryFuture, ProduceError, Producer};
 pub use tracker::OffsetTracker;
 
