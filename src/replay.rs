@@ -4,8 +4,8 @@
 //! sinks are idempotent by id + version). For a new sink, a rebuilt sink target, or a schema
 //! change that needs every record re-emitted.
 //!
-//! The building blocks are shared with `slate verify --repair`: [`SourceIds`] pages through the
-//! studio's GraphQL `ids` listing, and [`Republisher`] publishes change events through the
+//! The building blocks are shared with `slate verify --repair`: [`SourceIds`] pages through each
+//! entity's GraphQL ids listing (`sources.entities.<name>.ids_query`), and [`Republisher`] publishes change events through the
 //! producer of [`crate::kafka`], counting an event only once the broker acknowledged it.
 
 use crate::config::{Config, KafkaConfig, SourcesConfig};
@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Ids per page of the source's `ids` listing (the studio's maximum per read).
-pub const PAGE: usize = crate::studio::MAX_IDS_PER_READ;
+/// Ids per page of a source's ids listing (`$first`): sources must serve pages this large.
+pub const PAGE: usize = 1000;
 /// Unacknowledged events at most; beyond, publishing waits for the oldest acknowledgement.
 const MAX_IN_FLIGHT: usize = 10_000;
 /// How long the broker has to answer the metadata request that checks it is reachable.
@@ -40,8 +40,8 @@ pub enum ReplayError {
     Publish { published: u64, source: ProduceError },
 }
 
-/// Pages through the live ids of an entity with the studio's GraphQL query
-/// `ids(entity, after, first)`, in ascending order.
+/// Pages through the live ids of an entity with its GraphQL ids listing (by default the query
+/// `ids(entity, after, first)`), in ascending order.
 pub struct SourceIds {
     http: reqwest::Client,
     sources: SourcesConfig,
@@ -50,7 +50,7 @@ pub struct SourceIds {
 impl SourceIds {
     pub fn new(sources: &SourcesConfig) -> Result<Self, ReplayError> {
         let http = reqwest::Client::builder().timeout(sources.timeout).build().map_err(|e| ReplayError::Source {
-            entity: crate::studio::kind::PRODUCTION,
+            entity: EntityName::from_static("(any)"),
             url: sources.graphql_endpoint.clone(),
             message: e.to_string(),
         })?;

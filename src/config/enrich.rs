@@ -97,7 +97,7 @@ impl EnricherConfig {
         }
         let ranges: [(&str, usize, usize, usize); 4] = [
             ("enricher.batch_max_events", self.batch_max_events, 1, 100_000),
-            ("enricher.max_ids_per_request", self.max_ids_per_request, 1, crate::studio::MAX_IDS_PER_READ),
+            ("enricher.max_ids_per_request", self.max_ids_per_request, 1, 10_000),
             ("enricher.max_concurrent_fetches", self.max_concurrent_fetches, 1, 1024),
             ("enricher.max_message_bytes", self.max_message_bytes, 64, 16 * 1024 * 1024),
         ];
