@@ -107,6 +107,7 @@ where
     tokio::spawn(async move {
         let mut watch = Watch::new(after);
         let mut tick = tokio::time::interval(every);
+        let mut last_sampled = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -117,17 +118,31 @@ where
             let samples = match tokio::task::spawn_blocking(move || sample(&*c, &t)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::debug!(%group, error = %e, "stall watch: brokers did not answer; next round");
+                    match unreadable(&group, last_sampled.elapsed(), after, &e.to_string()) {
+                        Some(reason) => {
+                            tracing::warn!(%group, error = %e, "stall watch: committed offsets unreadable");
+                            metrics.health.set(&group, reason);
+                        }
+                        None => tracing::debug!(%group, error = %e, "stall watch: brokers did not answer; next round"),
+                    }
                     continue;
                 }
                 Err(_) => break,
             };
-            let stalled = watch.observe(Instant::now(), &samples);
+            last_sampled = Instant::now();
+            let stalled = watch.observe(last_sampled, &samples);
             report(&group, &stalled, &metrics);
         }
         metrics.consumer_stalled_partitions.get_or_create(&label("group", group.clone())).set(0);
         metrics.health.clear(&group);
     });
+}
+
+/// The `/health` reason once the group's offsets have been unreadable for `after`: a watch that
+/// cannot see is itself a problem (a group coordinator that stopped answering looks exactly like
+/// this), never a silent healthy.
+fn unreadable(group: &str, since: Duration, after: Duration, error: &str) -> Option<String> {
+    (since >= after).then(|| format!("group {group}: committed offsets unreadable for {}s: {error}", since.as_secs()))
 }
 
 fn report(group: &str, stalled: &[Stalled], metrics: &Metrics) {
@@ -178,6 +193,14 @@ fn sample<C: Consumer<X>, X: ConsumerContext>(consumer: &C, topics: &[String]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_offsets_degrade_health_after_the_threshold() {
+        let after = Duration::from_secs(120);
+        assert_eq!(unreadable("g", Duration::from_secs(119), after, "timed out"), None);
+        let reason = unreadable("g", Duration::from_secs(130), after, "OffsetFetch timed out").unwrap();
+        assert!(reason.contains("group g") && reason.contains("unreadable for 130s") && reason.contains("OffsetFetch"), "{reason}");
+    }
 
     fn s(partition: i32, committed: Option<i64>, high: i64, mine: bool) -> Sample {
         Sample { topic: "t".into(), partition, committed, low: 0, high, mine }
