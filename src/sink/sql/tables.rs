@@ -10,7 +10,7 @@
 
 #[cfg(test)]
 use super::plan::quote;
-use super::plan::{Additions, Table};
+use super::plan::{Additions, Col, Column, Table};
 use crate::catalogue::{Catalogue, EntityName};
 use crate::sink::{SinkError, SinkRecord};
 use apache_avro::Schema;
@@ -95,54 +95,104 @@ fn conflict(t: &Table, table: &str, field: &str, held: &str, wanted: &str) -> Si
     ))
 }
 
-/// Creates and evolves `t`'s tables on PostgreSQL (the caller holds the DDL lock in `conn`'s
-/// transaction).
-pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Result<(), SinkError> {
-    let fatal = |e: sqlx::Error| SinkError::Fatal(format!("SQL sink, entity `{}`: DDL failed: {e}", t.entity));
-    let cols =
-        |columns: &[super::plan::Column]| -> String { columns.iter().map(|c| format!(", {} {}", c.ident, c.col.pg_type().0)).collect() };
-    let create = format!(
-        "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, version BIGINT NOT NULL, deleted BOOLEAN NOT NULL DEFAULT FALSE, \
-         event_ts TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT now(){})",
-        t.name,
-        cols(&t.columns)
-    );
-    sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
-    let mut tables = vec![(t.name.clone(), &t.columns)];
+/// How one backend spells the DDL of a table plan.
+struct Dialect {
+    /// The system columns of an entity table.
+    system: &'static str,
+    /// After the closing parenthesis of `CREATE TABLE`.
+    suffix: &'static str,
+    /// (DDL type, the type as the catalogue reports it) of a column.
+    types: fn(Col) -> (&'static str, &'static str),
+    add_column: &'static str,
+}
+
+const PG: Dialect = Dialect {
+    system: "id TEXT PRIMARY KEY, version BIGINT NOT NULL, deleted BOOLEAN NOT NULL DEFAULT FALSE, \
+             event_ts TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+    suffix: "",
+    types: Col::pg_type,
+    add_column: "ADD COLUMN IF NOT EXISTS",
+};
+
+const SQLITE: Dialect = Dialect {
+    system: "id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)), \
+             event_ts TEXT, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    suffix: " STRICT",
+    types: |c| (c.sqlite_type(), c.sqlite_type()),
+    add_column: "ADD COLUMN",
+};
+
+/// `CREATE TABLE IF NOT EXISTS` of the entity table and its child tables, in that order.
+fn creates(t: &Table, d: &Dialect) -> Vec<String> {
+    let cols = |columns: &[Column]| -> String { columns.iter().map(|c| format!(", {} {}", c.ident, (d.types)(c.col).0)).collect() };
+    let mut out = vec![format!("CREATE TABLE IF NOT EXISTS {} ({}{}){}", t.name, d.system, cols(&t.columns), d.suffix)];
     for child in &t.children {
-        let create = format!(
+        out.push(format!(
             "CREATE TABLE IF NOT EXISTS {table} ({parent} TEXT NOT NULL REFERENCES {root} (id) ON DELETE CASCADE, \
-             ordinal INTEGER NOT NULL{cols}, PRIMARY KEY ({parent}, ordinal))",
+             ordinal INTEGER NOT NULL{cols}, PRIMARY KEY ({parent}, ordinal)){suffix}",
             table = child.table,
             parent = child.parent_key,
             root = t.name,
             cols = cols(&child.columns),
-        );
-        sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
-        tables.push((child.table.clone(), &child.columns));
+            suffix = d.suffix,
+        ));
     }
-    for (table, columns) in tables {
+    out
+}
+
+/// Every table of `t` (quoted name) with its business columns.
+fn tables(t: &Table) -> Vec<(&str, &[Column])> {
+    let mut out = vec![(t.name.as_str(), t.columns.as_slice())];
+    out.extend(t.children.iter().map(|c| (c.table.as_str(), c.columns.as_slice())));
+    out
+}
+
+/// The `ALTER TABLE` adding each column of `columns` that `held` (column → type, as the database
+/// reports them) lacks; a column held with another type is refused.
+fn alters<'c>(
+    t: &Table,
+    table: &str,
+    columns: &'c [Column],
+    held: &HashMap<String, String>,
+    d: &Dialect,
+) -> Result<Vec<(String, &'c Column)>, SinkError> {
+    let mut out = Vec::new();
+    for c in columns {
+        let (ddl_type, reported) = (d.types)(c.col);
+        match held.get(&c.field) {
+            Some(h) if h == reported => {}
+            Some(h) => return Err(conflict(t, table, &c.field, h, ddl_type)),
+            None => out.push((format!("ALTER TABLE {table} {} {} {ddl_type}", d.add_column, c.ident), c)),
+        }
+    }
+    Ok(out)
+}
+
+fn ddl_failed(t: &Table) -> impl Fn(sqlx::Error) -> SinkError + '_ {
+    move |e| SinkError::Fatal(format!("SQL sink, entity `{}`: DDL failed: {e}", t.entity))
+}
+
+/// Creates and evolves `t`'s tables on PostgreSQL (the caller holds the DDL lock in `conn`'s
+/// transaction).
+pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Result<(), SinkError> {
+    let fatal = ddl_failed(t);
+    for create in creates(t, &PG) {
+        sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(&fatal)?;
+    }
+    for (table, columns) in tables(t) {
         let held: HashMap<String, String> = sqlx::query_as(
             "SELECT column_name::text, data_type::text FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = $1",
         )
-        .bind(unquote(&table))
+        .bind(unquote(table))
         .fetch_all(&mut *conn)
         .await
-        .map_err(fatal)?
+        .map_err(&fatal)?
         .into_iter()
         .collect();
-        for c in columns {
-            let (ddl_type, data_type) = c.col.pg_type();
-            match held.get(&c.field) {
-                Some(h) if h == data_type => {}
-                Some(h) => return Err(conflict(t, &table, &c.field, h, ddl_type)),
-                None => {
-                    let alter = format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {ddl_type}", c.ident);
-                    sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(fatal)?;
-                    tracing::info!(entity = %t.entity, %table, column = %c.field, r#type = ddl_type, "sql sink added a column");
-                }
-            }
+        for (alter, c) in alters(t, table, columns, &held, &PG)? {
+            sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(&fatal)?;
+            tracing::info!(entity = %t.entity, %table, column = %c.field, "sql sink added a column");
         }
     }
     Ok(())
@@ -150,49 +200,21 @@ pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Result<(), S
 
 /// Creates and evolves `t`'s tables on SQLite (the caller holds `BEGIN IMMEDIATE`).
 pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table) -> Result<(), SinkError> {
-    let fatal = |e: sqlx::Error| SinkError::Fatal(format!("SQL sink, entity `{}`: DDL failed: {e}", t.entity));
-    let cols =
-        |columns: &[super::plan::Column]| -> String { columns.iter().map(|c| format!(", {} {}", c.ident, c.col.sqlite_type())).collect() };
-    let create = format!(
-        "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, \
-         deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)), event_ts TEXT, \
-         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')){}) STRICT",
-        t.name,
-        cols(&t.columns)
-    );
-    sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
-    let mut tables = vec![(t.name.clone(), &t.columns)];
-    for child in &t.children {
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {table} ({parent} TEXT NOT NULL REFERENCES {root} (id) ON DELETE CASCADE, \
-             ordinal INTEGER NOT NULL{cols}, PRIMARY KEY ({parent}, ordinal)) STRICT",
-            table = child.table,
-            parent = child.parent_key,
-            root = t.name,
-            cols = cols(&child.columns),
-        );
-        sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(fatal)?;
-        tables.push((child.table.clone(), &child.columns));
+    let fatal = ddl_failed(t);
+    for create in creates(t, &SQLITE) {
+        sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(&fatal)?;
     }
-    for (table, columns) in tables {
+    for (table, columns) in tables(t) {
         let held: HashMap<String, String> = sqlx::query_as("SELECT name, upper(type) FROM pragma_table_info(?1)")
-            .bind(unquote(&table))
+            .bind(unquote(table))
             .fetch_all(&mut *conn)
             .await
-            .map_err(fatal)?
+            .map_err(&fatal)?
             .into_iter()
             .collect();
-        for c in columns {
-            let wanted = c.col.sqlite_type();
-            match held.get(&c.field) {
-                Some(h) if h == wanted => {}
-                Some(h) => return Err(conflict(t, &table, &c.field, h, wanted)),
-                None => {
-                    let alter = format!("ALTER TABLE {table} ADD COLUMN {} {wanted}", c.ident);
-                    sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(fatal)?;
-                    tracing::info!(entity = %t.entity, %table, column = %c.field, r#type = wanted, "sql sink added a column");
-                }
-            }
+        for (alter, c) in alters(t, table, columns, &held, &SQLITE)? {
+            sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(&fatal)?;
+            tracing::info!(entity = %t.entity, %table, column = %c.field, "sql sink added a column");
         }
     }
     Ok(())
