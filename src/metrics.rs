@@ -88,6 +88,9 @@ pub struct Metrics {
     pub sink_batch_seconds: Family<Label1, Histogram>,
     /// Event timestamp to the sink's commit, by sink.
     pub sink_freshness_seconds: Family<Label1, Histogram>,
+    /// 1 while a sink has halted an entity (a schema change its target cannot follow), by sink
+    /// and entity.
+    pub sink_halted: Family<Label2, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +136,7 @@ impl Metrics {
             sink_errors_total: Family::default(),
             sink_batch_seconds: Family::new_with_constructor(latency_histogram),
             sink_freshness_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 18))),
+            sink_halted: Family::default(),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -195,6 +199,7 @@ impl Metrics {
         r.register("sink_errors", "Failed batch writes, retried", m.sink_errors_total.clone());
         r.register("sink_batch_seconds", "Time to write one batch", m.sink_batch_seconds.clone());
         r.register("sink_freshness_seconds", "Event timestamp to the sink's commit", m.sink_freshness_seconds.clone());
+        r.register("sink_halted", "1 while a sink has halted an entity its target cannot follow", m.sink_halted.clone());
         Self { registry: Arc::new(r), ..m }
     }
 

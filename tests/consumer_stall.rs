@@ -29,7 +29,7 @@ impl Sink for Switchable {
             if self.down.load(Ordering::SeqCst) {
                 return Err(SinkError::Unavailable("switched off by the test".into()));
             }
-            Ok(WriteOutcome { applied: batch.len(), stale: 0, rejected: vec![] })
+            Ok(WriteOutcome { applied: batch.len(), ..WriteOutcome::default() })
         })
     }
 }

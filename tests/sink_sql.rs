@@ -31,7 +31,7 @@ async fn write(sink: &SqlSink, batch: &[SinkRecord]) -> WriteOutcome {
 }
 
 fn outcome(applied: usize, stale: usize) -> WriteOutcome {
-    WriteOutcome { applied, stale, rejected: vec![] }
+    WriteOutcome { applied, stale, ..WriteOutcome::default() }
 }
 
 /// (version, deleted, amount) of a payment row.

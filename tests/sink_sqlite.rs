@@ -55,7 +55,7 @@ async fn write(sink: &dyn Sink, batch: &[SinkRecord]) -> WriteOutcome {
 }
 
 fn outcome(applied: usize, stale: usize) -> WriteOutcome {
-    WriteOutcome { applied, stale, rejected: vec![] }
+    WriteOutcome { applied, stale, ..WriteOutcome::default() }
 }
 
 /// (version, deleted, amount) of a payment row.

@@ -1,6 +1,7 @@
 //! The SQL sink's tables come from the catalogue's records, on PostgreSQL and SQLite alike:
 //! created at connect, a column added when a newer writer schema brings an optional field, and
-//! a changed type refused naming the field, with nothing written.
+//! a changed type halting that entity only (named field, nothing of it written, the other
+//! entities still written).
 
 mod common;
 mod sink_support;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use sink_support::rec;
 use slate::catalogue::{Catalogue, EntityName, EntitySpec};
 use slate::config::{SecretUrl, SqlSinkConfig};
-use slate::sink::{Sink, SinkError, SinkRecord};
+use slate::sink::{Sink, SinkRecord, WriteOutcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +33,12 @@ fn record_json(extra: &[Value]) -> String {
     json!({"type": "record", "name": "Ledger", "namespace": "acme", "fields": fields}).to_string()
 }
 
+/// `ledger`, and `memo` (another entity of the same deployment).
 fn catalogue(dir: &std::path::Path) -> Arc<Catalogue> {
     std::fs::write(dir.join("Ledger.avsc"), record_json(&[])).unwrap();
-    Arc::new(Catalogue::load(dir, &BTreeMap::from([("ledger".to_string(), EntitySpec::default())])).unwrap())
+    std::fs::write(dir.join("Memo.avsc"), record_json(&[]).replace("\"Ledger\"", "\"Memo\"").replace("\"Line\"", "\"MemoLine\"")).unwrap();
+    let specs = BTreeMap::from([("ledger".to_string(), EntitySpec::default()), ("memo".to_string(), EntitySpec::default())]);
+    Arc::new(Catalogue::load(dir, &specs).unwrap())
 }
 
 fn leaked(text: String) -> &'static Schema {
@@ -47,9 +51,13 @@ fn ledger(id: &str, version: i64, extra: Value, writer: Option<&'static Schema>)
     SinkRecord { writer, ..rec(EntityName::lookup("ledger").unwrap(), id, Some(version), Some(value)) }
 }
 
-/// Writes v1, then a v2 record adding `po`, then a v3 record making `total_cents` a string;
-/// returns the error of the last write.
-async fn evolve(sink: &dyn Sink) -> SinkError {
+fn memo(id: &str) -> SinkRecord {
+    SinkRecord { entity: EntityName::lookup("memo").unwrap(), ..ledger(id, 1, json!({}), None) }
+}
+
+/// Writes v1, then a v2 record adding `po`, then a v3 record making `total_cents` a string
+/// beside a `memo` record, then a v1 ledger record; returns the last two outcomes.
+async fn evolve(sink: &dyn Sink) -> (WriteOutcome, WriteOutcome) {
     let v1 = sink.write(&[ledger("l-1", 1, json!({}), None)]).await.expect("v1 row");
     assert_eq!(v1.applied, 1);
     let v2 = leaked(record_json(&[json!({"name": "po", "type": ["null", "string"], "default": null})]));
@@ -58,12 +66,20 @@ async fn evolve(sink: &dyn Sink) -> SinkError {
     let v3 = leaked(record_json(&[]).replace(r#"{"name":"total_cents","type":"long"}"#, r#"{"name":"total_cents","type":"string"}"#));
     let mut bad = ledger("l-3", 1, json!({}), Some(v3));
     bad.value.as_mut().unwrap()["total_cents"] = json!("lots");
-    sink.write(&[bad]).await.expect_err("a changed type stops the sink")
+    let halted = sink.write(&[bad, memo("m-1")]).await.expect("a changed type halts its entity, not the sink");
+    let after = sink.write(&[ledger("l-4", 1, json!({}), None), memo("m-2")]).await.expect("the halt lasts");
+    (halted, after)
 }
 
-fn assert_names_the_field(e: &SinkError) {
-    let SinkError::Fatal(message) = e else { panic!("fatal expected: {e:?}") };
-    assert!(message.contains("entity `ledger`") && message.contains("total_cents") && message.contains("by hand"), "{message}");
+fn assert_halts_only_the_ledger((halted, after): &(WriteOutcome, WriteOutcome)) {
+    let ledger = EntityName::lookup("ledger").unwrap();
+    for out in [halted, after] {
+        assert_eq!((out.applied, out.stale, out.rejected.len()), (1, 0, 0), "only the memo is written: {out:?}");
+        assert_eq!(out.halted.len(), 1, "{out:?}");
+        let (entity, message) = &out.halted[0];
+        assert_eq!(*entity, ledger);
+        assert!(message.contains("entity `ledger`") && message.contains("total_cents") && message.contains("restart"), "{message}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,9 +89,10 @@ async fn postgres_tables_are_created_and_evolved_from_the_record() {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = SqlSinkConfig { database_url: SecretUrl::new(url.clone()), max_connections: 2, refresh_interval: Duration::ZERO };
         let sink = slate::sink::sql::connect_any(&cfg, &catalogue(&dir)).await.unwrap();
-        let e = evolve(sink.as_ref()).await;
-        assert_names_the_field(&e);
+        assert_halts_only_the_ledger(&evolve(sink.as_ref()).await);
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let memos: i64 = sqlx::query_scalar("SELECT count(*) FROM memo").fetch_one(&pool).await.unwrap();
+        assert_eq!(memos, 2);
         let rows: Vec<(String, Option<String>, String)> =
             sqlx::query_as("SELECT id, po, issued_on::text FROM ledger ORDER BY id").fetch_all(&pool).await.unwrap();
         assert_eq!(rows, [("l-1".into(), None, "2027-03-04".into()), ("l-2".into(), Some("PO-7".into()), "2027-03-04".into())]);
@@ -97,9 +114,10 @@ async fn sqlite_tables_are_created_and_evolved_from_the_record() {
     let url = format!("sqlite://{}", dir.join("gen.db").display());
     let cfg = SqlSinkConfig { database_url: SecretUrl::new(url.clone()), max_connections: 2, refresh_interval: Duration::ZERO };
     let sink = slate::sink::sql::connect_any(&cfg, &catalogue(&dir)).await.unwrap();
-    let e = evolve(sink.as_ref()).await;
-    assert_names_the_field(&e);
+    assert_halts_only_the_ledger(&evolve(sink.as_ref()).await);
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let memos: i64 = sqlx::query_scalar("SELECT count(*) FROM memo").fetch_one(&pool).await.unwrap();
+    assert_eq!(memos, 2);
     let rows: Vec<(String, Option<String>, i64)> =
         sqlx::query_as("SELECT id, po, total_cents FROM ledger ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(rows, [("l-1".into(), None, 1200), ("l-2".into(), Some("PO-7".into()), 1200)]);

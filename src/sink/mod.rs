@@ -6,7 +6,9 @@
 //! with backoff and the same batch is written again: nothing is skipped. A record the target
 //! rejects permanently goes to the dead-letter topic with the reason, and is counted. Every
 //! [`Sink`] is idempotent by entity id + source version, so replays, duplicates and reordering
-//! converge to the source of truth.
+//! converge to the source of truth. An entity the target cannot follow (an incompatible schema
+//! change) is *halted*: its partitions are paused and left uncommitted, `/health` names the
+//! field and the fix, and the other entities go on; a restart after the fix resumes it.
 
 pub mod audit;
 mod codec;
@@ -17,6 +19,7 @@ pub mod sql;
 
 pub use record::SinkRecord;
 
+use crate::catalogue::EntityName;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -29,6 +32,10 @@ pub struct WriteOutcome {
     pub stale: usize,
     /// Records the target refused for good: (index in the batch, reason).
     pub rejected: Vec<(usize, String)>,
+    /// Entities the target cannot take until a human acts (a schema change the target's tables
+    /// or mappings cannot follow), with the reason naming the field and the fix. Records of these
+    /// entities were not written and must not be committed; the rest of the batch was written.
+    pub halted: Vec<(EntityName, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use super::record::{RecordDecoder, RecordError, SinkRecord};
 use super::{Sink, SinkError};
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, EntityName};
 use crate::config::{Config, SinksConfig};
 use crate::enrich::consumer::{self, EnrichConsumer};
 use crate::enrich::output::{self, Coordinates, DlqStage};
@@ -89,9 +89,14 @@ async fn run(
 ) -> Result<(), RunError> {
     let name = sink.name();
     let mut tracker = OffsetTracker::new();
+    let mut halted = Halted::default();
     while !cancel.is_cancelled() {
-        let batch = consumer::collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
+        let mut batch = consumer::collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
+        // Fetched before the pause took effect (or after a rebalance): left untracked, so the
+        // halted partition's commit stays before its first unwritten record.
+        batch.retain(|m| !halted.topics.contains(m.topic()));
         if batch.is_empty() {
+            halted.pause(consumer);
             continue;
         }
         for m in &batch {
@@ -146,16 +151,54 @@ async fn run(
         for r in records.iter().filter(|r| r.event_ts > 0) {
             metrics.sink_freshness_seconds.get_or_create(&label("sink", name)).observe((now - r.event_ts).max(0) as f64 / 1000.0);
         }
-        for m in &batch {
+        for (entity, reason) in &outcome.halted {
+            halted.add(cfg, name, *entity, reason, metrics);
+        }
+        for m in batch.iter().filter(|m| !halted.topics.contains(m.topic())) {
             tracker.ack(m.topic(), m.partition(), m.offset());
         }
         consumer::store(consumer, &mut tracker);
+        halted.pause(consumer);
     }
     let _ = rdkafka::consumer::Consumer::commit_consumer_state(consumer, rdkafka::consumer::CommitMode::Sync);
     Ok(())
 }
 
 type Dead = (Vec<u8>, Option<Vec<u8>>, String, Coordinates);
+
+/// The enriched topics of the entities the sink halted: never acked, their partitions paused
+/// (again after every rebalance, since a new assignment starts unpaused), until a restart.
+#[derive(Default)]
+struct Halted {
+    topics: std::collections::BTreeSet<String>,
+}
+
+impl Halted {
+    fn add(&mut self, cfg: &SinksConfig, sink: &'static str, entity: EntityName, reason: &str, metrics: &Metrics) {
+        if self.topics.insert(format!("{}{entity}.enriched", cfg.topic_prefix)) {
+            tracing::error!(sink, %entity, %reason, "entity halted: its partitions are paused and left uncommitted; the other entities go on");
+            metrics.health.set(&format!("{sink} sink: {entity}"), reason.to_string());
+            metrics.sink_halted.get_or_create(&[("sink", sink.to_string()), ("entity", entity.to_string())]).set(1);
+        }
+    }
+
+    fn pause(&self, consumer: &EnrichConsumer) {
+        use rdkafka::consumer::Consumer;
+        if self.topics.is_empty() {
+            return;
+        }
+        let Ok(assigned) = consumer.assignment() else { return };
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for e in assigned.elements().iter().filter(|e| self.topics.contains(e.topic())) {
+            tpl.add_partition(e.topic(), e.partition());
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.pause(&tpl)
+        {
+            tracing::warn!(error = %e, "pausing halted partitions failed; their records are still left unwritten");
+        }
+    }
+}
 
 /// Decodes a batch; undecodable messages come back separately for the dead-letter topic.
 /// `None` when cancelled while the registry was unreachable.

@@ -101,7 +101,7 @@ impl Sink for AuditSink {
                 .await
                 .map_err(|e| SinkError::Fatal(format!("audit writer panicked: {e}")))?
                 .map_err(|e| SinkError::Unavailable(format!("audit write failed: {e}")))?;
-            Ok(WriteOutcome { applied: fresh.len(), stale: num_valid - fresh.len(), rejected: plan.rejected })
+            Ok(WriteOutcome { applied: fresh.len(), stale: num_valid - fresh.len(), rejected: plan.rejected, halted: Vec::new() })
         })
     }
 }

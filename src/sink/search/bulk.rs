@@ -27,12 +27,18 @@ pub struct Chunk {
 
 /// The NDJSON requests for `batch`, and the records refused before sending (index, reason):
 /// those that would fail the whole request rather than one item (a negative version, an `_id`
-/// over 512 bytes) or cannot be guarded (a document without a source version).
-pub fn build(batch: &[SinkRecord], index_prefix: &str, max_bytes: usize) -> (Vec<Chunk>, Vec<(usize, String)>) {
+/// over 512 bytes) or cannot be guarded (a document without a source version). Records `keep`
+/// refuses are left out altogether.
+pub fn build(
+    batch: &[SinkRecord],
+    index_prefix: &str,
+    max_bytes: usize,
+    keep: impl Fn(&SinkRecord) -> bool,
+) -> (Vec<Chunk>, Vec<(usize, String)>) {
     let mut chunks = Vec::new();
     let mut current = Chunk::default();
     let mut refused = Vec::new();
-    for (i, r) in batch.iter().enumerate() {
+    for (i, r) in batch.iter().enumerate().filter(|(_, r)| keep(r)) {
         let lines = match action_lines(r, index_prefix) {
             Ok(lines) => lines,
             Err(reason) => {
@@ -179,7 +185,7 @@ mod tests {
     #[test]
     fn index_and_deletes_carry_external_versions() {
         let batch = [rec("p1", Some(3), Some(json!({"id": "p1"}))), rec("p2", Some(7), None), rec("p3", None, None)];
-        let (chunks, refused) = build(&batch, "s-", MAX_BULK_BYTES);
+        let (chunks, refused) = build(&batch, "s-", MAX_BULK_BYTES, |_| true);
         assert!(refused.is_empty());
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].records, vec![0, 1, 2]);
@@ -200,7 +206,7 @@ mod tests {
             rec("neg", Some(-1), None),
             rec("nov", None, Some(json!({}))),
         ];
-        let (chunks, refused) = build(&batch, "s-", MAX_BULK_BYTES);
+        let (chunks, refused) = build(&batch, "s-", MAX_BULK_BYTES, |_| true);
         assert_eq!(chunks[0].records, vec![0]);
         assert_eq!(refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
@@ -210,7 +216,7 @@ mod tests {
         let doc = json!({"title": "t".repeat(100)});
         let mut batch: Vec<_> = (0..10).map(|i| rec(&format!("p{i}"), Some(1), Some(doc.clone()))).collect();
         batch.insert(5, rec("huge", Some(1), Some(json!({"title": "h".repeat(2000)}))));
-        let (chunks, _) = build(&batch, "s-", 600);
+        let (chunks, _) = build(&batch, "s-", 600, |_| true);
         let all: Vec<usize> = chunks.iter().flat_map(|c| c.records.clone()).collect();
         assert_eq!(all, (0..11).collect::<Vec<_>>(), "every record once, in order");
         assert!(chunks.iter().any(|c| c.records == vec![5]), "the oversized one alone");

@@ -3,7 +3,8 @@
 //! **Layout.** One index per entity, `<index_prefix><entity>` (`slate-production`, …), created at
 //! start with an explicit mapping derived from the Avro contract ([`mapping`]); an index that
 //! already exists gets the mapping merged in (`PUT <index>/_mapping`), and an incompatible one
-//! stops the sink. A document is the record as the sinks see it (Avro field names, dates
+//! stops the sink at start. A newer writer schema's fields are merged in before its first
+//! document; a merge the target refuses halts that entity only ([`WriteOutcome::halted`]). A document is the record as the sinks see it (Avro field names, dates
 //! `YYYY-MM-DD`, timestamps epoch ms), `_meta` included.
 //!
 //! **Idempotency lives in the data.** `_id` = entity id, `version` = the source-of-truth version,
@@ -52,7 +53,7 @@ use crate::event::EntityName;
 use bulk::Verdict;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value as Json;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,8 @@ pub struct SearchSink {
     catalogue: Arc<Catalogue>,
     /// Writer schemas whose fields are mapped already (by address: codecs leak their writer).
     mapped: Mutex<HashSet<usize>>,
+    /// Entities whose newer writer schema the index mapping refused (see [`WriteOutcome::halted`]).
+    halted: Mutex<BTreeMap<EntityName, String>>,
     base: String,
     index_prefix: String,
     auth: Option<(String, Option<String>)>,
@@ -100,6 +103,7 @@ impl SearchSink {
             http,
             catalogue: Catalogue::built_in(),
             mapped: Mutex::new(HashSet::new()),
+            halted: Mutex::new(BTreeMap::new()),
             base: cfg.url.trim_end_matches('/').to_string(),
             index_prefix: cfg.index_prefix.clone(),
             auth: cfg.username.clone().map(|u| (u, cfg.password.as_ref().map(|p| p.expose().to_string()))),
@@ -144,12 +148,16 @@ impl SearchSink {
 
     /// Merges the fields of writer schemas not seen yet into their index's mapping, before the
     /// first document carrying them is written (so they are indexed, not only kept in `_source`).
+    /// A mapping the target refuses (a field whose type changed) halts that entity.
     async fn map_new_fields(&self, batch: &[SinkRecord]) -> Result<(), SinkError> {
         let mut done = Vec::new();
         for r in batch {
             let Some(writer) = r.writer else { continue };
             let key = writer as *const apache_avro::Schema as usize;
-            if done.contains(&key) || self.mapped.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+            if done.contains(&key)
+                || self.mapped.lock().unwrap_or_else(|e| e.into_inner()).contains(&key)
+                || self.halted.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&r.entity)
+            {
                 continue;
             }
             done.push(key);
@@ -159,11 +167,16 @@ impl SearchSink {
             let body = mapping::of_record(entity, &schema);
             let (status, answer) = self.send(self.http.put(format!("{}/{index}/_mapping", self.base)).json(&body)).await?;
             if !status.is_success() {
-                return Err(SinkError::Fatal(format!(
-                    "index {index}: the mapping of a newer writer schema of {} is refused: {}; reindex it or use another sinks.search.index_prefix",
+                let reason = format!(
+                    "search sink, entity `{}`: index {index} refused the mapping of a newer writer schema of {}: {}; reindex it \
+                     (or use another sinks.search.index_prefix) and restart the sink: nothing of `{}` is committed until then",
+                    r.entity,
                     entity.record,
-                    describe(&answer)
-                )));
+                    describe(&answer),
+                    r.entity
+                );
+                tracing::error!(entity = %r.entity, %reason, "search sink halted this entity; the others go on");
+                self.halted.lock().unwrap_or_else(|e| e.into_inner()).insert(r.entity, reason);
             }
         }
         self.mapped.lock().unwrap_or_else(|e| e.into_inner()).extend(done);
@@ -174,8 +187,10 @@ impl SearchSink {
     /// for how each item and each request error is classified.
     pub async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
         self.map_new_fields(batch).await?;
-        let (chunks, refused) = bulk::build(batch, &self.index_prefix, self.max_bulk_bytes);
+        let halted = self.halted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (chunks, refused) = bulk::build(batch, &self.index_prefix, self.max_bulk_bytes, |r| !halted.contains_key(&r.entity));
         let mut outcome = WriteOutcome { rejected: refused, ..WriteOutcome::default() };
+        outcome.halted = halted.into_iter().filter(|(e, _)| batch.iter().any(|r| r.entity == *e)).collect();
         for chunk in chunks {
             let num_actions = chunk.records.len();
             let request = self

@@ -23,6 +23,9 @@
 //!   NUL characters, key lengths) and rejected one by one with a reason (the runner dead-letters
 //!   them). Should PostgreSQL still refuse a value (SQLSTATE class 22, 23, 54), the batch is
 //!   rewritten with a savepoint per record and only the refused records are rejected.
+//! - **A schema change the tables cannot follow halts only its entity** (see `tables.rs`): its
+//!   records come back in [`WriteOutcome::halted`], unwritten, and the runner leaves them
+//!   uncommitted and pauses the entity's partitions; the other entities are written.
 //! - **Errors are classified where they arise**: connection and I/O errors, pool timeouts,
 //!   serialization failures and deadlocks, admin shutdown, resource exhaustion →
 //!   [`SinkError::Unavailable`] (the runner retries the same batch with backoff); anything else
@@ -83,17 +86,21 @@ const DDL_LOCK_KEY: i64 = 0x736c_6174_6573_716c;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH_STATEMENTS: &[&str] = &["REFRESH MATERIALIZED VIEW CONCURRENTLY budget_vs_actuals"];
 
-/// The table plan of each entity, as of a batch.
-type Plans = std::collections::HashMap<EntityName, Arc<plan::Table>>;
+use tables::Plans;
 
-/// Creates or evolves `tables` in one transaction under the DDL lock.
-async fn apply_ddl(pool: &PgPool, tables: &[Arc<plan::Table>]) -> Result<(), SinkError> {
+/// Creates or evolves `tables` in one transaction under the DDL lock; answers the entities whose
+/// tables conflict with the database (left unaltered; the others are committed).
+async fn apply_ddl(pool: &PgPool, tables: &[Arc<plan::Table>]) -> Result<Vec<(EntityName, String)>, SinkError> {
     let mut tx = pool.begin().await.map_err(classify)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK_KEY).execute(&mut *tx).await.map_err(classify)?;
+    let mut conflicts = Vec::new();
     for t in tables {
-        tables::apply_pg(&mut tx, t).await?;
+        if let Err(reason) = tables::apply_pg(&mut tx, t).await? {
+            conflicts.push((t.entity, reason));
+        }
     }
-    tx.commit().await.map_err(classify)
+    tx.commit().await.map_err(classify)?;
+    Ok(conflicts)
 }
 
 /// Connects the backend `cfg.database_url` names: SQLite for `sqlite:` URLs, PostgreSQL
@@ -131,7 +138,9 @@ impl SqlSink {
             Self::migrate(&pool).await?;
         }
         let tables = Tables::of(catalogue)?;
-        apply_ddl(&pool, &tables.all()).await?;
+        for (entity, reason) in apply_ddl(&pool, &tables.all()).await? {
+            tables.halt(entity, reason);
+        }
         let refresher =
             (example && !cfg.refresh_interval.is_zero()).then(|| tokio::spawn(refresh_forever(pool.clone(), cfg.refresh_interval)));
         Ok(SqlSink { pool, tables, refresher })
@@ -179,13 +188,8 @@ impl SqlSink {
     }
 
     async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
-        let growth = self.tables.grow(batch)?;
-        if !growth.tables.is_empty() {
-            apply_ddl(&self.pool, &growth.tables).await?;
-            self.tables.install(growth);
-        }
-        let plans = self.tables.snapshot();
-        let prepared = rows::prepare(batch, &plans);
+        let (plans, halted) = self.tables.evolve(batch, async |grown| apply_ddl(&self.pool, grown).await).await?;
+        let prepared = rows::prepare(batch, &plans, &halted);
         if prepared.winners.is_empty() {
             return Ok(prepared.outcome);
         }

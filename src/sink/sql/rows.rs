@@ -180,11 +180,18 @@ pub(super) struct Prepared {
     pub outcome: WriteOutcome,
 }
 
-/// `tables` holds the plan of every entity the batch may carry.
-pub(super) fn prepare(batch: &[SinkRecord], tables: &HashMap<EntityName, Arc<Table>>) -> Prepared {
+/// `tables` holds the plan of every entity the batch may carry; records of `halted` entities are
+/// left out (listed in the outcome's `halted`, neither written nor counted).
+pub(super) fn prepare(batch: &[SinkRecord], tables: &HashMap<EntityName, Arc<Table>>, halted: &super::tables::Halted) -> Prepared {
     let mut outcome = WriteOutcome::default();
     let mut valid = Vec::with_capacity(batch.len());
     for (i, r) in batch.iter().enumerate() {
+        if let Some(reason) = halted.get(&r.entity) {
+            if !outcome.halted.iter().any(|(e, _)| *e == r.entity) {
+                outcome.halted.push((r.entity, reason.clone()));
+            }
+            continue;
+        }
         let Some(t) = tables.get(&r.entity) else {
             outcome.rejected.push((i, format!("the SQL sink has no table for entity `{}`", r.entity)));
             continue;

@@ -37,7 +37,7 @@
 use super::rows::{self, Row};
 use super::sqlite_write;
 use super::tables::{self, Tables};
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, EntityName};
 use crate::config::SqlSinkConfig;
 use crate::sink::{Sink, SinkError, SinkRecord, WriteOutcome};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -59,12 +59,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const BEGIN: &str = "BEGIN IMMEDIATE";
 
 /// Creates or evolves `tables` in one `BEGIN IMMEDIATE` transaction.
-async fn apply_ddl(pool: &SqlitePool, tables: &[std::sync::Arc<super::plan::Table>]) -> Result<(), SinkError> {
+async fn apply_ddl(pool: &SqlitePool, tables: &[std::sync::Arc<super::plan::Table>]) -> Result<Vec<(EntityName, String)>, SinkError> {
     let mut tx = pool.begin_with(BEGIN).await.map_err(classify)?;
+    let mut conflicts = Vec::new();
     for t in tables {
-        tables::apply_sqlite(&mut tx, t).await?;
+        if let Err(reason) = tables::apply_sqlite(&mut tx, t).await? {
+            conflicts.push((t.entity, reason));
+        }
     }
-    tx.commit().await.map_err(classify)
+    tx.commit().await.map_err(classify)?;
+    Ok(conflicts)
 }
 
 /// Writes enriched records to a SQLite database.
@@ -108,7 +112,9 @@ impl SqliteSink {
             Self::migrate(&pool).await?;
         }
         let tables = Tables::of(catalogue)?;
-        apply_ddl(&pool, &tables.all()).await?;
+        for (entity, reason) in apply_ddl(&pool, &tables.all()).await? {
+            tables.halt(entity, reason);
+        }
         Ok(SqliteSink { pool, tables })
     }
 
@@ -151,13 +157,8 @@ impl SqliteSink {
     }
 
     async fn write_batch(&self, batch: &[SinkRecord]) -> Result<WriteOutcome, SinkError> {
-        let growth = self.tables.grow(batch)?;
-        if !growth.tables.is_empty() {
-            apply_ddl(&self.pool, &growth.tables).await?;
-            self.tables.install(growth);
-        }
-        let plans = self.tables.snapshot();
-        let prepared = rows::prepare(batch, &plans);
+        let (plans, halted) = self.tables.evolve(batch, async |grown| apply_ddl(&self.pool, grown).await).await?;
+        let prepared = rows::prepare(batch, &plans, &halted);
         if prepared.winners.is_empty() {
             return Ok(prepared.outcome);
         }
@@ -174,7 +175,7 @@ impl SqliteSink {
     }
 
     /// The whole batch in one transaction, tables in a fixed order.
-    async fn write_all(&self, winners: &[Row], plans: &super::Plans) -> Result<usize, sqlx::Error> {
+    async fn write_all(&self, winners: &[Row], plans: &tables::Plans) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
         let mut applied = 0;
         // Winners come sorted by entity: one pass per entity table.
@@ -191,7 +192,7 @@ impl SqliteSink {
     /// record; refused records are returned as rejections, the rest commits. (A refused
     /// statement is undone by SQLite itself; the savepoint also undoes the record's earlier
     /// statements, e.g. a parent row whose child insert failed.)
-    async fn write_isolated(&self, winners: &[Row], plans: &super::Plans) -> Result<(usize, Vec<(usize, String)>), SinkError> {
+    async fn write_isolated(&self, winners: &[Row], plans: &tables::Plans) -> Result<(usize, Vec<(usize, String)>), SinkError> {
         let mut tx = self.pool.begin_with(BEGIN).await.map_err(classify)?;
         let (mut applied, mut refused) = (0, Vec::new());
         for row in winners {

@@ -4,31 +4,40 @@
 //!
 //! Contract: DDL only ever adds (`CREATE TABLE IF NOT EXISTS`, `ADD COLUMN`, nullable), runs in
 //! one transaction under the sink's DDL lock (PostgreSQL advisory lock, SQLite `BEGIN
-//! IMMEDIATE`), and is idempotent, so several sink processes may evolve at once. A column whose
-//! type the database holds differently is a [`SinkError::Fatal`] naming the field and the fix:
-//! the batch is not written and its offsets are not committed.
+//! IMMEDIATE`), and is idempotent, so several sink processes may evolve at once. A change the
+//! tables cannot follow (a field whose type changed, in the plan or in the database) *halts that
+//! entity*: nothing of it is altered or written from then on, the reason names the field and the
+//! fix, and the other entities go on. A halt lasts until the process restarts (after the fix).
 
 #[cfg(test)]
 use super::plan::quote;
-use super::plan::{Additions, Col, Column, Table};
+use super::plan::{Col, Column, Table};
 use crate::catalogue::{Catalogue, EntityName};
 use crate::sink::{SinkError, SinkRecord};
 use apache_avro::Schema;
 use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+
+/// The table plan of each entity, as of a batch.
+pub(super) type Plans = HashMap<EntityName, Arc<Table>>;
+/// Halted entities with the reason.
+pub(super) type Halted = BTreeMap<EntityName, String>;
 
 /// The plan of every entity, grown as writer schemas arrive.
 pub(super) struct Tables {
-    plans: RwLock<HashMap<EntityName, Arc<Table>>>,
+    plans: RwLock<Plans>,
     /// Writer schemas already planned (by address: codecs leak their writer, so it is stable).
     seen: Mutex<HashSet<usize>>,
+    halted: Mutex<Halted>,
 }
 
 /// Plans grown by a batch, to be applied to the database and then installed.
 pub(super) struct Growth {
     pub tables: Vec<Arc<Table>>,
     writers: Vec<usize>,
+    /// Entities whose newer writer schema the plan cannot follow.
+    conflicts: Vec<(EntityName, String)>,
 }
 
 impl Tables {
@@ -39,10 +48,10 @@ impl Tables {
             let t = Table::of(e.name, &e.schema).map_err(|e| SinkError::Fatal(e.to_string()))?;
             plans.insert(e.name, Arc::new(t));
         }
-        Ok(Tables { plans: RwLock::new(plans), seen: Mutex::new(HashSet::new()) })
+        Ok(Tables { plans: RwLock::new(plans), seen: Mutex::new(HashSet::new()), halted: Mutex::new(BTreeMap::new()) })
     }
 
-    pub fn snapshot(&self) -> HashMap<EntityName, Arc<Table>> {
+    pub fn snapshot(&self) -> Plans {
         self.plans.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -52,47 +61,89 @@ impl Tables {
         all
     }
 
+    pub fn halted(&self) -> Halted {
+        self.halted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops writing `entity` (logged once, with the reason).
+    pub fn halt(&self, entity: EntityName, reason: String) {
+        let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        if !halted.contains_key(&entity) {
+            tracing::error!(%entity, %reason, "SQL sink halted this entity; the others go on");
+            halted.insert(entity, reason);
+        }
+    }
+
+    /// Brings the tables in step with the writer schemas of `batch`: grows the plans, runs their
+    /// DDL through `apply` (which answers the entities whose tables conflict with the database)
+    /// and installs what was applied. Returns the plans and the halted entities to write the
+    /// batch with.
+    pub async fn evolve(
+        &self,
+        batch: &[SinkRecord],
+        apply: impl AsyncFnOnce(&[Arc<Table>]) -> Result<Vec<(EntityName, String)>, SinkError>,
+    ) -> Result<(Plans, Halted), SinkError> {
+        let mut growth = self.grow(batch);
+        if !growth.tables.is_empty() {
+            let conflicts = apply(&growth.tables).await?;
+            growth.conflicts.extend(conflicts);
+        }
+        for (entity, reason) in std::mem::take(&mut growth.conflicts) {
+            self.halt(entity, reason);
+        }
+        self.install(growth);
+        Ok((self.snapshot(), self.halted()))
+    }
+
     /// What the writer schemas of `batch` not planned yet add to the plans.
-    pub fn grow(&self, batch: &[SinkRecord]) -> Result<Growth, SinkError> {
+    fn grow(&self, batch: &[SinkRecord]) -> Growth {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let halted = self.halted();
         let mut current = self.snapshot();
-        let mut growth = Growth { tables: Vec::new(), writers: Vec::new() };
+        let mut growth = Growth { tables: Vec::new(), writers: Vec::new(), conflicts: Vec::new() };
         let mut grown: HashSet<EntityName> = HashSet::new();
         for r in batch {
             let Some(writer) = r.writer else { continue };
             let key = writer as *const Schema as usize;
-            if seen.contains(&key) || growth.writers.contains(&key) {
+            if seen.contains(&key) || growth.writers.contains(&key) || halted.contains_key(&r.entity) {
                 continue;
             }
             growth.writers.push(key);
             let Some(table) = current.get(&r.entity).cloned() else { continue };
-            let newer = Table::of(r.entity, writer).map_err(|e| SinkError::Fatal(e.to_string()))?;
-            let additions: Additions = table.additions(&newer).map_err(|e| SinkError::Fatal(e.to_string()))?;
-            if !additions.is_empty() {
-                current.insert(r.entity, Arc::new(table.extended(&additions)));
-                grown.insert(r.entity);
+            match Table::of(r.entity, writer).and_then(|newer| table.additions(&newer)) {
+                Ok(additions) if additions.is_empty() => {}
+                Ok(additions) => {
+                    current.insert(r.entity, Arc::new(table.extended(&additions)));
+                    grown.insert(r.entity);
+                }
+                Err(e) => {
+                    grown.remove(&r.entity);
+                    growth.conflicts.push((r.entity, format!("{e}; restart the sink once the schema or the table is fixed")));
+                }
             }
         }
-        growth.tables = grown.into_iter().map(|e| current[&e].clone()).collect();
-        Ok(growth)
+        let conflicting: HashSet<EntityName> = growth.conflicts.iter().map(|(e, _)| *e).collect();
+        growth.tables = grown.into_iter().filter(|e| !conflicting.contains(e)).map(|e| current[&e].clone()).collect();
+        growth
     }
 
-    /// Installs plans once their DDL is committed.
-    pub fn install(&self, growth: Growth) {
+    /// Installs plans once their DDL is committed (not those of halted entities).
+    fn install(&self, growth: Growth) {
+        let halted = self.halted();
         let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
-        for t in growth.tables {
+        for t in growth.tables.into_iter().filter(|t| !halted.contains_key(&t.entity)) {
             plans.insert(t.entity, t);
         }
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).extend(growth.writers);
     }
 }
 
-fn conflict(t: &Table, table: &str, field: &str, held: &str, wanted: &str) -> SinkError {
-    SinkError::Fatal(format!(
+fn conflict(t: &Table, table: &str, field: &str, held: &str, wanted: &str) -> String {
+    format!(
         "SQL sink, entity `{}`, field `{field}`: column {table}.{field} is {held} in the database but the schema makes it \
-         {wanted}; migrate the column by hand (or rename the field) and restart the sink: nothing is committed until then",
-        t.entity
-    ))
+         {wanted}; migrate the column by hand (or rename the field) and restart the sink: nothing of `{}` is committed until then",
+        t.entity, t.entity
+    )
 }
 
 /// How one backend spells the DDL of a table plan.
@@ -148,14 +199,14 @@ fn tables(t: &Table) -> Vec<(&str, &[Column])> {
 }
 
 /// The `ALTER TABLE` adding each column of `columns` that `held` (column → type, as the database
-/// reports them) lacks; a column held with another type is refused.
+/// reports them) lacks; a column held with another type is a conflict.
 fn alters<'c>(
     t: &Table,
     table: &str,
     columns: &'c [Column],
     held: &HashMap<String, String>,
     d: &Dialect,
-) -> Result<Vec<(String, &'c Column)>, SinkError> {
+) -> Result<Vec<(String, &'c Column)>, String> {
     let mut out = Vec::new();
     for c in columns {
         let (ddl_type, reported) = (d.types)(c.col);
@@ -172,13 +223,18 @@ fn ddl_failed(t: &Table) -> impl Fn(sqlx::Error) -> SinkError + '_ {
     move |e| SinkError::Fatal(format!("SQL sink, entity `{}`: DDL failed: {e}", t.entity))
 }
 
+/// The DDL of one table plan: `Ok(Err(reason))` when its tables conflict with the database (then
+/// nothing of it was altered).
+pub(super) type Applied = Result<Result<(), String>, SinkError>;
+
 /// Creates and evolves `t`'s tables on PostgreSQL (the caller holds the DDL lock in `conn`'s
 /// transaction).
-pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Result<(), SinkError> {
+pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Applied {
     let fatal = ddl_failed(t);
     for create in creates(t, &PG) {
         sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(&fatal)?;
     }
+    let mut planned = Vec::new();
     for (table, columns) in tables(t) {
         let held: HashMap<String, String> = sqlx::query_as(
             "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -190,20 +246,25 @@ pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Result<(), S
         .map_err(&fatal)?
         .into_iter()
         .collect();
-        for (alter, c) in alters(t, table, columns, &held, &PG)? {
-            sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(&fatal)?;
-            tracing::info!(entity = %t.entity, %table, column = %c.field, "sql sink added a column");
+        match alters(t, table, columns, &held, &PG) {
+            Ok(a) => planned.extend(a.into_iter().map(|(alter, c)| (table, alter, c))),
+            Err(conflict) => return Ok(Err(conflict)),
         }
     }
-    Ok(())
+    for (table, alter, c) in planned {
+        sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(&fatal)?;
+        tracing::info!(entity = %t.entity, %table, column = %c.field, "sql sink added a column");
+    }
+    Ok(Ok(()))
 }
 
 /// Creates and evolves `t`'s tables on SQLite (the caller holds `BEGIN IMMEDIATE`).
-pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table) -> Result<(), SinkError> {
+pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table) -> Applied {
     let fatal = ddl_failed(t);
     for create in creates(t, &SQLITE) {
         sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(&fatal)?;
     }
+    let mut planned = Vec::new();
     for (table, columns) in tables(t) {
         let held: HashMap<String, String> = sqlx::query_as("SELECT name, upper(type) FROM pragma_table_info(?1)")
             .bind(unquote(table))
@@ -212,12 +273,16 @@ pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table) -> Resu
             .map_err(&fatal)?
             .into_iter()
             .collect();
-        for (alter, c) in alters(t, table, columns, &held, &SQLITE)? {
-            sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(&fatal)?;
-            tracing::info!(entity = %t.entity, %table, column = %c.field, "sql sink added a column");
+        match alters(t, table, columns, &held, &SQLITE) {
+            Ok(a) => planned.extend(a.into_iter().map(|(alter, c)| (table, alter, c))),
+            Err(conflict) => return Ok(Err(conflict)),
         }
     }
-    Ok(())
+    for (table, alter, c) in planned {
+        sqlx::raw_sql(AssertSqlSafe(alter)).execute(&mut *conn).await.map_err(&fatal)?;
+        tracing::info!(entity = %t.entity, %table, column = %c.field, "sql sink added a column");
+    }
+    Ok(Ok(()))
 }
 
 /// `"name"` → `name` (identifiers come from [`quote`]).
