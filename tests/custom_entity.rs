@@ -113,21 +113,6 @@ async fn start_sources() -> (String, String, tokio_util::sync::CancellationToken
     (format!("http://{http_addr}/graphql"), format!("http://{grpc_addr}"), cancel)
 }
 
-async fn until<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not reached within {within:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entity_defined_by_a_schema_file_and_config_reaches_every_sink() {
     with_pg_database("slate_invoice", |db_url| async move { scenario(db_url).await }).await;

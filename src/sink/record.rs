@@ -16,6 +16,30 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+/// Why data written with `writer` cannot be read with `reader`, naming the first record field at
+/// fault (`None` when it can).
+fn unreadable(writer: &Schema, reader: &Schema) -> Option<String> {
+    use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+    let why = match SchemaCompatibility::can_read(writer, reader) {
+        Ok(Compatibility::Full) => return None,
+        Ok(Compatibility::Partial) => "only some written values can be resolved".to_string(),
+        Err(e) => e.to_string(),
+    };
+    if let (Schema::Record(w), Schema::Record(r)) = (writer, reader) {
+        for field in &r.fields {
+            let written = w.fields.iter().find(|f| f.name == field.name);
+            let fails = match written {
+                Some(wf) => !matches!(SchemaCompatibility::can_read(&wf.schema, &field.schema), Ok(Compatibility::Full)),
+                None => field.default.is_none(),
+            };
+            if fails {
+                return Some(format!("field `{}`: {why}", field.name));
+            }
+        }
+    }
+    Some(why)
+}
+
 /// One enriched record or tombstone, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
@@ -47,6 +71,10 @@ pub enum RecordError {
     /// The registry is unreachable: retry later.
     #[error("schema registry unavailable: {0}")]
     Unavailable(String),
+    /// The writer schema cannot be read with this sink's schema of the entity (a contract
+    /// change it cannot follow): halt the entity, never dead-letter its records.
+    #[error("{reason}")]
+    Incompatible { entity: EntityName, reason: String },
 }
 
 pub struct RecordDecoder {
@@ -133,11 +161,44 @@ impl RecordDecoder {
             if e.is_transient() { RecordError::Unavailable(e.to_string()) } else { RecordError::Bad(format!("writer schema {id}: {e}")) }
         })?;
         let writer = Schema::parse_str(&fetched.schema).map_err(|e| RecordError::Bad(format!("writer schema {id} does not parse: {e}")))?;
-        let reader = &self.catalogue.get(entity).expect("decode checked the entity").schema;
+        let declared = self.catalogue.get(entity).expect("decode checked the entity");
+        let reader = &declared.schema;
+        if let Some(why) = unreadable(&writer, reader) {
+            return Err(RecordError::Incompatible {
+                entity,
+                reason: format!(
+                    "entity `{entity}`: writer schema {id} cannot be read as this sink's {}: {why}; put the new contract in \
+                     the catalogue's schema file, migrate the target if it holds the field, and restart the sink: nothing of \
+                     `{entity}` is committed until then",
+                    declared.record
+                ),
+            });
+        }
         let codec =
             Codec::new(writer, reader).map_err(|e| RecordError::Bad(format!("writer schema {id} cannot be read as {entity}: {e}")))?;
         let codec = Arc::new(codec);
         self.codecs.lock().expect("codec cache lock poisoned").insert((id, entity), codec.clone());
         Ok(codec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &str) -> Schema {
+        Schema::parse_str(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#)).unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_writer_is_explained_by_its_field() {
+        let reader = record(r#"{"name":"id","type":"string"},{"name":"total","type":"long"}"#);
+        let newer = record(r#"{"name":"id","type":"string"},{"name":"total","type":"long"},{"name":"po","type":["null","string"],"default":null}"#);
+        assert_eq!(unreadable(&newer, &reader), None, "an added field is readable");
+        let changed = record(r#"{"name":"id","type":"string"},{"name":"total","type":"string"}"#);
+        let why = unreadable(&changed, &reader).expect("string cannot be read as long");
+        assert!(why.starts_with("field `total`: "), "{why}");
+        let dropped = record(r#"{"name":"id","type":"string"}"#);
+        assert!(unreadable(&dropped, &reader).expect("a required field is gone").starts_with("field `total`"));
     }
 }

@@ -102,7 +102,11 @@ async fn run(
         for m in &batch {
             tracker.track(m.topic(), m.partition(), m.offset());
         }
-        let Some((records, bad)) = decode_all(decoder, &batch, cfg, &cancel).await else { break };
+        let Some((mut records, bad, incompatible)) = decode_all(decoder, &batch, cfg, &cancel).await else { break };
+        for (entity, reason) in &incompatible {
+            halted.add(cfg, name, *entity, reason, metrics);
+        }
+        records.retain(|r| !halted.topics.contains(&r.topic));
         let mut backoff = cfg.backoff;
         let outcome = loop {
             let started = Instant::now();
@@ -177,7 +181,7 @@ impl Halted {
     fn add(&mut self, cfg: &SinksConfig, sink: &'static str, entity: EntityName, reason: &str, metrics: &Metrics) {
         if self.topics.insert(format!("{}{entity}.enriched", cfg.topic_prefix)) {
             tracing::error!(sink, %entity, %reason, "entity halted: its partitions are paused and left uncommitted; the other entities go on");
-            metrics.health.set(&format!("{sink} sink: {entity}"), reason.to_string());
+            metrics.health.set(&format!("{sink} sink: {entity}"), format!("{sink} sink halted `{entity}`: {reason}"));
             metrics.sink_halted.get_or_create(&[("sink", sink.to_string()), ("entity", entity.to_string())]).set(1);
         }
     }
@@ -200,15 +204,16 @@ impl Halted {
     }
 }
 
-/// Decodes a batch; undecodable messages come back separately for the dead-letter topic.
-/// `None` when cancelled while the registry was unreachable.
+/// Decodes a batch; undecodable messages come back separately for the dead-letter topic, and
+/// entities whose writer schema this sink cannot read, to be halted. `None` when cancelled while
+/// the registry was unreachable.
 async fn decode_all(
     decoder: &RecordDecoder,
     batch: &[OwnedMessage],
     cfg: &SinksConfig,
     cancel: &CancellationToken,
-) -> Option<(Vec<SinkRecord>, Vec<Dead>)> {
-    let (mut records, mut bad) = (Vec::new(), Vec::new());
+) -> Option<(Vec<SinkRecord>, Vec<Dead>, Vec<(EntityName, String)>)> {
+    let (mut records, mut bad, mut incompatible) = (Vec::new(), Vec::new(), Vec::new());
     for m in batch {
         let mut backoff = cfg.backoff;
         loop {
@@ -220,6 +225,7 @@ async fn decode_all(
                     reason,
                     Coordinates { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset() },
                 )),
+                Err(RecordError::Incompatible { entity, reason }) => incompatible.push((entity, reason)),
                 Err(RecordError::Unavailable(e)) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "schema registry unavailable; sink waits");
                     tokio::select! {
@@ -233,7 +239,7 @@ async fn decode_all(
             break;
         }
     }
-    Some((records, bad))
+    Some((records, bad, incompatible))
 }
 
 /// For tests: how long to wait for a sink to settle.

@@ -132,6 +132,22 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
     out
 }
 
+/// Polls `probe` every 300 ms until it answers `Some`; fails naming `what` after `within`.
+pub async fn until<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not reached within {within:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// A running in-memory schema registry on a loopback port.
 pub struct TestRegistry {
     pub url: String,

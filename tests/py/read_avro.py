@@ -1,9 +1,10 @@
 """Reads a whole topic of Confluent-framed Avro records with confluent-kafka's AvroDeserializer
 (schemas fetched from the registry by id) and prints one JSON line per message:
 {"key": ..., "value": <record as JSON or null for a tombstone>}. Stops after the topic has been
-idle for 2 s or TIMEOUT seconds have passed.
+idle for 2 s or TIMEOUT seconds have passed. With READER_SCHEMA_FILE, records are resolved to that
+reader schema (as a consumer built against an older contract would read them).
 
-usage: read_avro.py BOOTSTRAP TOPIC REGISTRY_URL [TIMEOUT_SECONDS]
+usage: read_avro.py BOOTSTRAP TOPIC REGISTRY_URL [TIMEOUT_SECONDS [READER_SCHEMA_FILE]]
 """
 import datetime
 import json
@@ -28,7 +29,8 @@ def plain(v):
 def main() -> int:
     bootstrap, topic, registry = sys.argv[1], sys.argv[2], sys.argv[3]
     timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry}))
+    reader = open(sys.argv[5]).read() if len(sys.argv) > 5 else None
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry}), schema_str=reader)
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"py-avro-{uuid.uuid4().hex[:8]}",
