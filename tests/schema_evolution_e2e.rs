@@ -166,7 +166,8 @@ async fn scenario(db_url: String) {
     }
     let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).create().unwrap();
     let publish = async |entity: EntityName, id: String| {
-        let event = json!({"uuid": uuid::Uuid::new_v4(), "type": "UPDATE", "ts": 1_790_000_000_000i64, "entity": entity.as_str(), "id": id});
+        let event =
+            json!({"uuid": uuid::Uuid::new_v4(), "type": "UPDATE", "ts": 1_790_000_000_000i64, "entity": entity.as_str(), "id": id});
         let topic = entity.changes_topic(&input);
         producer.send(FutureRecord::to(&topic).key(&id).payload(&event.to_string()), Duration::from_secs(10)).await.unwrap();
     };
@@ -174,9 +175,8 @@ async fn scenario(db_url: String) {
     // 1. v1 everywhere.
     let enricher = slate::enrich::start(&v1, Metrics::new()).await.expect("enricher starts on v1");
     let sql_metrics = Metrics::new();
-    let sql = runner::start(&v1, slate::sink::sql::connect_any(&v1.sinks.sql, v1.entities()).await.unwrap(), sql_metrics.clone())
-        .await
-        .unwrap();
+    let sql =
+        runner::start(&v1, slate::sink::sql::connect_any(&v1.sinks.sql, v1.entities()).await.unwrap(), sql_metrics.clone()).await.unwrap();
     let others: Vec<Arc<dyn Sink>> = vec![
         Arc::new(slate::sink::search::SearchSink::connect(&v1.sinks.search, v1.entities()).await.unwrap()),
         Arc::new(slate::sink::audit::AuditSink::new(&v1.sinks.audit).unwrap()),
@@ -279,10 +279,9 @@ async fn scenario(db_url: String) {
         (count("SELECT count(*) FROM credit WHERE version = 3").await? == 1).then_some(())
     })
     .await;
-    let problem = until("the halt on /health", WAIT, || async {
-        sql_metrics.health.problems().into_iter().find(|p| p.contains("total_cents"))
-    })
-    .await;
+    let problem =
+        until("the halt on /health", WAIT, || async { sql_metrics.health.problems().into_iter().find(|p| p.contains("total_cents")) })
+            .await;
     assert!(problem.contains("`invoice`") && problem.contains("total_cents") && problem.contains("restart"), "{problem}");
     assert_eq!(sql_metrics.sink_halted.get_or_create(&[("sink", "sql".into()), ("entity", "invoice".into())]).get(), 1);
     assert!(!sql.is_finished(), "the sink goes on for the other entities");
@@ -302,10 +301,9 @@ async fn scenario(db_url: String) {
     let sql = runner::start(&v3, slate::sink::sql::connect_any(&v3.sinks.sql, v3.entities()).await.unwrap(), early.clone()).await.unwrap();
     publish(credit, "cr-1".into()).await;
     until("cr-1 in SQL", WAIT, || async { (count("SELECT count(*) FROM credit WHERE id = 'cr-1'").await? == 1).then_some(()) }).await;
-    let problem = until("the table conflict on /health", WAIT, || async {
-        early.health.problems().into_iter().find(|p| p.contains("by hand"))
-    })
-    .await;
+    let problem =
+        until("the table conflict on /health", WAIT, || async { early.health.problems().into_iter().find(|p| p.contains("by hand")) })
+            .await;
     assert!(problem.contains("total_cents") && problem.contains("bigint"), "{problem}");
     assert_eq!(count("SELECT max(version) FROM invoice WHERE id = 'inv-2'").await, Some(1));
     sql.shutdown().await.unwrap();

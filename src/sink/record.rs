@@ -193,7 +193,8 @@ mod tests {
     #[test]
     fn an_unreadable_writer_is_explained_by_its_field() {
         let reader = record(r#"{"name":"id","type":"string"},{"name":"total","type":"long"}"#);
-        let newer = record(r#"{"name":"id","type":"string"},{"name":"total","type":"long"},{"name":"po","type":["null","string"],"default":null}"#);
+        let newer =
+            record(r#"{"name":"id","type":"string"},{"name":"total","type":"long"},{"name":"po","type":["null","string"],"default":null}"#);
         assert_eq!(unreadable(&newer, &reader), None, "an added field is readable");
         let changed = record(r#"{"name":"id","type":"string"},{"name":"total","type":"string"}"#);
         let why = unreadable(&changed, &reader).expect("string cannot be read as long");
