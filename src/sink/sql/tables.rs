@@ -68,10 +68,10 @@ impl Tables {
     /// Stops writing `entity` (logged once, with the reason).
     pub fn halt(&self, entity: EntityName, reason: String) {
         let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
-        if !halted.contains_key(&entity) {
+        halted.entry(entity).or_insert_with(|| {
             tracing::error!(%entity, %reason, "SQL sink halted this entity; the others go on");
-            halted.insert(entity, reason);
-        }
+            reason
+        });
     }
 
     /// Brings the tables in step with the writer schemas of `batch`: grows the plans, runs their
