@@ -114,7 +114,7 @@ pub fn check(level: CompatibilityLevel, new: &Schema, existing: &[(u32, Schema)]
 }
 
 /// `None` when `reader` can read everything written with `writer`, else the reason.
-fn can_read(writer: &Schema, reader: &Schema) -> Option<String> {
+pub(crate) fn can_read(writer: &Schema, reader: &Schema) -> Option<String> {
     match SchemaCompatibility::can_read(writer, reader) {
         Ok(Compatibility::Full) => None,
         Ok(Compatibility::Partial) => Some("only partially compatible (some writer values cannot be resolved)".to_owned()),

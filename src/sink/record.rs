@@ -19,17 +19,13 @@ use uuid::Uuid;
 /// Why data written with `writer` cannot be read with `reader`, naming the first record field at
 /// fault (`None` when it can).
 fn unreadable(writer: &Schema, reader: &Schema) -> Option<String> {
-    use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
-    let why = match SchemaCompatibility::can_read(writer, reader) {
-        Ok(Compatibility::Full) => return None,
-        Ok(Compatibility::Partial) => "only some written values can be resolved".to_string(),
-        Err(e) => e.to_string(),
-    };
+    use crate::registry::compat::can_read;
+    let why = can_read(writer, reader)?;
     if let (Schema::Record(w), Schema::Record(r)) = (writer, reader) {
         for field in &r.fields {
             let written = w.fields.iter().find(|f| f.name == field.name);
             let fails = match written {
-                Some(wf) => !matches!(SchemaCompatibility::can_read(&wf.schema, &field.schema), Ok(Compatibility::Full)),
+                Some(wf) => can_read(&wf.schema, &field.schema).is_some(),
                 None => field.default.is_none(),
             };
             if fails {
