@@ -65,6 +65,7 @@ const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
     ("group.id", "enricher.group_id"),
     ("session.timeout.ms", "kafka.consumer.session_timeout"),
     ("fetch.wait.max.ms", "kafka.consumer.fetch_wait_max"),
+    ("partition.assignment.strategy", "kafka.consumer.assignment"),
 ];
 
 impl KafkaConfig {
@@ -267,11 +268,44 @@ pub struct ConsumerConfig {
     /// `enricher.retry_delay_max` more, since it holds parked keys until they are due.
     #[serde(with = "humantime_serde")]
     pub stall_after: Duration,
+    /// How the group spreads partitions over its members (`partition.assignment.strategy`).
+    pub assignment: Assignment,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        Self { session_timeout: Duration::from_secs(10), fetch_wait_max: Duration::from_millis(100), stall_after: Duration::from_secs(120) }
+        Self {
+            session_timeout: Duration::from_secs(10),
+            fetch_wait_max: Duration::from_millis(100),
+            stall_after: Duration::from_secs(120),
+            assignment: Assignment::CooperativeSticky,
+        }
+    }
+}
+
+/// The partition assignor of every slate consumer group.
+///
+/// `cooperative-sticky` (the default) moves only the partitions that must move when a member
+/// joins or leaves (KIP-429): the others keep being consumed through the rebalance, where the
+/// eager assignors stop the whole group and may shuffle every partition. Every member of one
+/// group must use the same value; changing it on a running group needs a full restart of the
+/// group (or a rolling one through a list both assignors share, which slate does not offer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    CooperativeSticky,
+    Range,
+    #[serde(rename = "roundrobin")]
+    RoundRobin,
+}
+
+impl Assignment {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Assignment::CooperativeSticky => "cooperative-sticky",
+            Assignment::Range => "range",
+            Assignment::RoundRobin => "roundrobin",
+        }
     }
 }
 

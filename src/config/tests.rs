@@ -56,6 +56,10 @@ fn bad_values_name_the_key() {
     assert!(e.contains("registry_server.database_url"), "{e}");
     let e = err(load_str("[registry_server]\ndefault_compatibility = \"SOMETIMES\"\n", &[]));
     assert!(e.contains("default_compatibility") && e.contains("FULL_TRANSITIVE"), "{e}");
+    let e = err(load_str("[kafka.consumer]\nassignment = \"sticky\"\n", &[]));
+    assert!(e.contains("kafka.consumer.assignment") && e.contains("cooperative-sticky"), "{e}");
+    let c = load_str("[kafka.consumer]\nassignment = \"roundrobin\"\n", &[]).unwrap();
+    assert_eq!(c.kafka.consumer.assignment.as_librdkafka(), "roundrobin");
     let e = err(load_str("not toml = = 1", &[]));
     assert!(e.contains("not valid TOML"), "{e}");
 }

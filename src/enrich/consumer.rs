@@ -51,11 +51,13 @@ impl ConsumerContext for Context {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let assigned = match rebalance {
-            Rebalance::Assign(tpl) => tpl.count() as i64,
-            Rebalance::Revoke(_) | Rebalance::Error(_) => 0,
-        };
+    /// The gauge shows the whole assignment: a cooperative rebalance hands over only the
+    /// partitions that move, so the callback's list is a difference, not the assignment.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(e) = rebalance {
+            tracing::warn!(error = %e, "rebalance failed");
+        }
+        let assigned = consumer.assignment().map_or(0, |tpl| tpl.count() as i64);
         self.metrics.consumer_assigned_partitions.get_or_create(&crate::metrics::label("group", self.group.clone())).set(assigned);
     }
 }
@@ -72,6 +74,7 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.consumer.session_timeout.as_millis().to_string())
         .set("fetch.wait.max.ms", kafka.consumer.fetch_wait_max.as_millis().to_string())
+        .set("partition.assignment.strategy", kafka.consumer.assignment.as_librdkafka())
         .set("statistics.interval.ms", "5000");
     let consumer: EnrichConsumer =
         c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: group_id.to_string(), metrics })?;
