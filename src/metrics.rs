@@ -8,6 +8,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// A gauge of fractional values (ratios, rates, seconds).
+pub type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Label set of one low-cardinality label (topic, entity, api, kind).
 pub type Label1 = [(&'static str, String); 1];
@@ -76,6 +80,17 @@ pub struct Metrics {
     pub health: crate::health::Health,
     /// Partitions currently assigned to the enricher's consumers, by group.
     pub consumer_assigned_partitions: Family<Label1, Gauge>,
+    /// Records between the group's committed offsets and the partitions' ends, over every
+    /// partition of the group's topics, whoever owns them (from the stall watch), by group.
+    pub consumer_group_lag: Family<Label1, Gauge>,
+    /// Time this instance's consume loop spent on batches, by group (see `kafka::capacity`).
+    pub consumer_busy_seconds_total: Family<Label1, Counter<f64, AtomicU64>>,
+    /// Busy fraction of the consume loop over the last window (0 idle … 1 saturated), by group.
+    pub consumer_capacity_ratio: Family<Label1, FloatGauge>,
+    /// Input records whose batch completed, per second over the last window, by group.
+    pub consumer_records_per_second: Family<Label1, FloatGauge>,
+    /// Age of the oldest input record not yet processed (0 when caught up), by group.
+    pub consumer_lag_seconds: Family<Label1, FloatGauge>,
     /// Records applied by a sink, by sink.
     pub sink_written_total: Family<Label1, Counter>,
     /// Records a sink skipped because the target held that version or a newer one, by sink.
@@ -127,6 +142,11 @@ impl Metrics {
             consumer_lag: Family::default(),
             enricher_processed_total: Counter::default(),
             consumer_assigned_partitions: Family::default(),
+            consumer_group_lag: Family::default(),
+            consumer_busy_seconds_total: Family::default(),
+            consumer_capacity_ratio: Family::default(),
+            consumer_records_per_second: Family::default(),
+            consumer_lag_seconds: Family::default(),
             consumer_stalled_partitions: Family::default(),
             consumer_group_stalled_partitions: Family::default(),
             health: crate::health::Health::default(),
@@ -183,6 +203,15 @@ impl Metrics {
             m.enricher_processed_total.clone(),
         );
         r.register("consumer_assigned_partitions", "Partitions assigned to the consumers", m.consumer_assigned_partitions.clone());
+        r.register("consumer_group_lag", "Records not yet committed by the group, over all its partitions", m.consumer_group_lag.clone());
+        r.register("consumer_busy_seconds", "Time the consume loop spent on batches", m.consumer_busy_seconds_total.clone());
+        r.register("consumer_capacity_ratio", "Busy fraction of the consume loop over the last 10 s", m.consumer_capacity_ratio.clone());
+        r.register(
+            "consumer_records_per_second",
+            "Input records processed per second over the last 10 s",
+            m.consumer_records_per_second.clone(),
+        );
+        r.register("consumer_lag_seconds", "Age of the oldest input record not yet processed", m.consumer_lag_seconds.clone());
         r.register(
             "consumer_stalled_partitions",
             "Partitions of this instance whose lag has not shrunk for kafka.consumer.stall_after",

@@ -55,13 +55,16 @@ fn member(name: &'static str, args: &[&'static str], vars: &[(String, String)], 
     Member { role: Role::new(name, args, env, dir), port }
 }
 
-/// The partitions of `group` this member holds now, from its own metrics (None: not serving).
-async fn assigned(http: &reqwest::Client, port: u16, group: &str) -> Option<i64> {
+/// A gauge of `group` on this member's own `/metrics` (None: not serving it).
+async fn gauge(http: &reqwest::Client, port: u16, name: &str, group: &str) -> Option<f64> {
     let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
-    let label = format!("group=\"{group}\"");
-    text.lines()
-        .find(|l| l.starts_with("slate_consumer_assigned_partitions{") && l.contains(&label))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let prefix = format!("{name}{{group=\"{group}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+}
+
+/// The partitions of `group` this member holds now.
+async fn assigned(http: &reqwest::Client, port: u16, group: &str) -> Option<i64> {
+    gauge(http, port, "slate_consumer_assigned_partitions", group).await.map(|v| v as i64)
 }
 
 /// Waits until the live `members` together hold every partition of `group`, each at least one.
@@ -154,6 +157,16 @@ async fn scenario(db_url: String) {
     balanced(&http, &eg, &mut [&mut e1, &mut e2, &mut e3], "three enrichers").await;
     balanced(&http, &sg, &mut [&mut s1, &mut s2], "two sql sinks").await;
     load_moves_on("load on three enrichers").await;
+    // The autoscaling signal: under load every member reports its rate and how busy it is.
+    for m in [&e1, &e2, &e3] {
+        let (rate, busy) = until(&format!("{} reports its load", m.role.name), Duration::from_secs(30), || async {
+            let rate = gauge(&http, m.port, "slate_consumer_records_per_second", &eg).await?;
+            let busy = gauge(&http, m.port, "slate_consumer_capacity_ratio", &eg).await?;
+            (rate > 0.0 && busy > 0.0 && busy <= 1.0).then_some((rate, busy))
+        })
+        .await;
+        println!("{}: {rate:.1} records/s, capacity ratio {busy:.3}", m.role.name);
+    }
 
     e2.role.kill().await;
     s2.role.kill().await;

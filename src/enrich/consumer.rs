@@ -9,6 +9,7 @@
 
 use super::pipeline::{Input, Pipeline};
 use crate::config::KafkaConfig;
+use crate::kafka::capacity::{self, Capacity};
 use crate::kafka::{OffsetTracker, base_config};
 use crate::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -39,6 +40,13 @@ impl ClientContext for Context {
                 }
             }
         }
+    }
+}
+
+impl Context {
+    /// The consumer group this consumer is a member of.
+    pub fn group(&self) -> &str {
+        &self.group
     }
 }
 
@@ -148,11 +156,14 @@ pub async fn run<D, F>(
     F: Future<Output = Option<Vec<Input>>>,
 {
     let mut tracker = OffsetTracker::new();
+    let capacity = Capacity::start(consumer.context().group(), metrics.clone(), cancel.clone());
     while !cancel.is_cancelled() {
         let batch = collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
         if batch.is_empty() {
             continue;
         }
+        let caught_up = batch.len() < cfg.batch_max_events;
+        capacity.begin(capacity::oldest_timestamp(&batch));
         metrics.enricher_batch_events.observe(batch.len() as f64);
         for m in &batch {
             metrics.enricher_consumed_total.get_or_create(&crate::metrics::label("topic", m.topic().to_string())).inc();
@@ -181,6 +192,7 @@ pub async fn run<D, F>(
         store(consumer, &mut tracker);
         pipeline.mark_seen(&inputs);
         metrics.enricher_processed_total.inc_by(coords.len() as u64);
+        capacity.end(coords.len(), caught_up);
     }
     commit_sync(consumer);
 }

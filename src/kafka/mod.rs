@@ -3,6 +3,7 @@
 //! Every client slate creates starts from [`base_config`], so TLS, SASL and the user's extra
 //! librdkafka properties apply to producers, consumers and admin clients alike.
 
+pub mod capacity;
 mod keys;
 mod producer;
 pub mod stall;

@@ -130,6 +130,7 @@ where
                 Err(_) => break,
             };
             last_sampled = Instant::now();
+            metrics.consumer_group_lag.get_or_create(&label("group", group.clone())).set(samples.iter().map(Sample::lag).sum());
             let stalled = watch.observe(last_sampled, &samples);
             report(&group, &stalled, &metrics);
         }

@@ -6,6 +6,7 @@ use crate::catalogue::{Catalogue, EntityName};
 use crate::config::{Config, SinksConfig};
 use crate::enrich::consumer::{self, EnrichConsumer};
 use crate::enrich::output::{self, Coordinates, DlqStage};
+use crate::kafka::capacity::{self, Capacity};
 use crate::kafka::{OffsetTracker, Producer};
 use crate::metrics::{Metrics, label};
 use rdkafka::Message;
@@ -90,6 +91,7 @@ async fn run(
     let name = sink.name();
     let mut tracker = OffsetTracker::new();
     let mut halted = Halted::default();
+    let capacity = Capacity::start(rdkafka::consumer::Consumer::context(consumer).group(), metrics.clone(), cancel.clone());
     while !cancel.is_cancelled() {
         let mut batch = consumer::collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
         // Fetched before the pause took effect (or after a rebalance): left untracked, so the
@@ -99,6 +101,8 @@ async fn run(
             halted.pause(consumer);
             continue;
         }
+        let caught_up = batch.len() < cfg.batch_max_events;
+        capacity.begin(capacity::oldest_timestamp(&batch));
         for m in &batch {
             tracker.track(m.topic(), m.partition(), m.offset());
         }
@@ -163,6 +167,7 @@ async fn run(
         }
         consumer::store(consumer, &mut tracker);
         halted.pause(consumer);
+        capacity.end(batch.len(), caught_up);
     }
     let _ = rdkafka::consumer::Consumer::commit_consumer_state(consumer, rdkafka::consumer::CommitMode::Sync);
     Ok(())
