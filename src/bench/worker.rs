@@ -223,6 +223,7 @@ async fn raw(cfg: &Config, spec: &WorkerSpec, metrics: &Metrics, deadline: Insta
             &mut tracker,
             cfg.enricher.batch_max_events,
             cfg.enricher.batch_max_wait,
+            None,
             if ready { &never } else { &timeout },
         )
         .await;

@@ -28,6 +28,10 @@ pub struct EnricherConfig {
     /// ...or this long after its first event, whichever comes first.
     #[serde(with = "humantime_serde")]
     pub batch_max_wait: Duration,
+    /// Batches whose outputs are enqueued but not yet all acknowledged, per consumer: the next
+    /// batch is collected and fetched while the previous one's acknowledgements are awaited.
+    /// In-flight input is bounded by this × `batch_max_events`. 1 = one batch at a time.
+    pub max_in_flight_batches: usize,
     /// How long a processed event uuid is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedup_ttl: Duration,
@@ -68,6 +72,7 @@ impl Default for EnricherConfig {
             topic_replication: 1,
             batch_max_events: 1000,
             batch_max_wait: Duration::from_millis(50),
+            max_in_flight_batches: 2,
             dedup_ttl: Duration::from_secs(600),
             dedup_capacity: 1_000_000,
             max_ids_per_request: 200,
@@ -95,8 +100,9 @@ impl EnricherConfig {
                 return Err(invalid(key, "must not be empty"));
             }
         }
-        let ranges: [(&str, usize, usize, usize); 4] = [
+        let ranges: [(&str, usize, usize, usize); 5] = [
             ("enricher.batch_max_events", self.batch_max_events, 1, 100_000),
+            ("enricher.max_in_flight_batches", self.max_in_flight_batches, 1, 16),
             ("enricher.max_ids_per_request", self.max_ids_per_request, 1, 10_000),
             ("enricher.max_concurrent_fetches", self.max_concurrent_fetches, 1, 1024),
             ("enricher.max_message_bytes", self.max_message_bytes, 64, 16 * 1024 * 1024),

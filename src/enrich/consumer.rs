@@ -1,5 +1,7 @@
-//! The consume loop shared by the input topics and the retry topic: collect a batch, run it
-//! through the pipeline until every effect is acknowledged, then store its offsets.
+//! The consume loop shared by the input topics and the retry topic: collect a batch, send it
+//! through the pipeline, and store its offsets once every effect is acknowledged; the next
+//! batch is collected and sent while the previous one's acknowledgements are outstanding
+//! (`enricher.max_in_flight_batches`, see [`run`]).
 //!
 //! Offsets are stored explicitly (`enable.auto.offset.store=false`) and committed by librdkafka's
 //! auto-commit timer, on partition revocation and synchronously at shutdown. A batch that fails
@@ -7,17 +9,18 @@
 //! consumer does not poll, which is the backpressure. Messages of partitions revoked while a
 //! batch was being collected are dropped from it uncommitted: their new owner reads them again.
 
-use super::pipeline::{Input, Pipeline};
+use super::pipeline::{Input, Pipeline, Sent};
 use crate::config::KafkaConfig;
 use crate::kafka::capacity::{self, Capacity};
-use crate::kafka::{OffsetTracker, base_config};
+use crate::kafka::{OffsetTracker, Producer, base_config};
 use crate::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +29,8 @@ pub struct Context {
     revoked: Mutex<Vec<(String, i32)>>,
     group: String,
     metrics: Metrics,
+    /// The producer of batches in flight (see [`Context::flush_on_revoke`]).
+    flush: OnceLock<Producer>,
 }
 
 impl ClientContext for Context {
@@ -48,6 +53,15 @@ impl Context {
     pub fn group(&self) -> &str {
         &self.group
     }
+
+    /// Before any partition is revoked, everything `producer` has enqueued is delivered. With
+    /// batches in flight (pipelining) their outputs may still sit in the producer's queue when
+    /// a rebalance starts; flushed inside the revoke callback, they reach the broker before the
+    /// partitions' next owner can produce newer versions of the same keys. (Their offsets are
+    /// not stored yet, so the next owner redoes them: at-least-once, never out of order.)
+    pub fn flush_on_revoke(&self, producer: Producer) {
+        let _ = self.flush.set(producer);
+    }
 }
 
 impl ConsumerContext for Context {
@@ -56,6 +70,11 @@ impl ConsumerContext for Context {
             let mut revoked = self.revoked.lock().expect("revoked lock poisoned");
             revoked.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
             tracing::info!(partitions = tpl.count(), "partitions revoked");
+            if let Some(producer) = self.flush.get()
+                && let Err(e) = producer.flush(REVOKE_FLUSH_TIMEOUT)
+            {
+                tracing::warn!(error = %e, "outputs in flight not all delivered before the revoke; the next owner may emit before them");
+            }
         }
     }
 
@@ -72,6 +91,10 @@ impl ConsumerContext for Context {
 
 pub type EnrichConsumer = StreamConsumer<Context>;
 
+/// Longest a revoke waits for in-flight outputs to be delivered (the group's rebalance waits
+/// with it; librdkafka's `message.timeout.ms` bounds each message anyway).
+const REVOKE_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A consumer in `group_id` that stores offsets only when told to.
 pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: Metrics) -> Result<EnrichConsumer, KafkaError> {
     let mut c = base_config(kafka);
@@ -85,7 +108,7 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
         .set("partition.assignment.strategy", kafka.consumer.assignment.as_librdkafka())
         .set("statistics.interval.ms", "5000");
     let consumer: EnrichConsumer =
-        c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: group_id.to_string(), metrics })?;
+        c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: group_id.to_string(), metrics, flush: OnceLock::new() })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     Ok(consumer)
@@ -100,16 +123,29 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
 /// revoke belong to the current assignment (librdkafka discards fetches of an older one) and
 /// are kept even when the partition was revoked and assigned back to this consumer: dropping
 /// those would lose them, since the consumer's position has already moved past them.
+///
+/// `first_within` bounds the wait for the first message (none: wait until one arrives).
 pub(crate) async fn collect(
     consumer: &EnrichConsumer,
     tracker: &mut OffsetTracker,
     max: usize,
     max_wait: Duration,
+    first_within: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Vec<OwnedMessage> {
     let mut out = Vec::new();
+    let idle = async {
+        match first_within {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
     let first = tokio::select! {
         m = consumer.recv() => m,
+        _ = idle => {
+            drop_revoked(consumer, tracker, &mut out);
+            return out;
+        }
         _ = cancel.cancelled() => return out,
     };
     drop_revoked(consumer, tracker, &mut out);
@@ -141,9 +177,24 @@ async fn push(out: &mut Vec<OwnedMessage>, m: Result<rdkafka::message::BorrowedM
     }
 }
 
-/// Runs batches until `cancel` fires, then commits synchronously.
+/// A batch whose outputs are enqueued, awaiting their acknowledgements.
+struct InFlight {
+    coords: Vec<(String, i32, i64)>,
+    inputs: Vec<Input>,
+    sent: Sent,
+    caught_up: bool,
+}
+
+/// Runs batches until `cancel` fires, then settles what is in flight and commits synchronously.
 /// `decode` turns a batch of raw messages into pipeline inputs; it may wait (e.g. for the
 /// registry) and fails only when cancelled.
+///
+/// Pipelining: up to `enricher.max_in_flight_batches` batches are sent (every output
+/// enqueued, in order per key) before the oldest one's acknowledgements are awaited, so the
+/// next batch is collected and fetched while the broker acknowledges the previous one. Batches
+/// settle in order; each one's offsets are stored when all of its outputs are acknowledged (the
+/// tracker never lets a partition's commit pass an unsettled offset). A batch whose
+/// acknowledgements fail is redone as a whole before anything after it settles.
 pub async fn run<D, F>(
     consumer: &EnrichConsumer,
     pipeline: &Pipeline,
@@ -157,44 +208,92 @@ pub async fn run<D, F>(
 {
     let mut tracker = OffsetTracker::new();
     let capacity = Capacity::start(consumer.context().group(), metrics.clone(), cancel.clone());
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     while !cancel.is_cancelled() {
-        let batch = collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
-        if batch.is_empty() {
-            continue;
-        }
-        let caught_up = batch.len() < cfg.batch_max_events;
-        capacity.begin(capacity::oldest_timestamp(&batch));
-        metrics.enricher_batch_events.observe(batch.len() as f64);
-        for m in &batch {
-            metrics.enricher_consumed_total.get_or_create(&crate::metrics::label("topic", m.topic().to_string())).inc();
-            tracker.track(m.topic(), m.partition(), m.offset());
-        }
-        let coords: Vec<(String, i32, i64)> = batch.iter().map(|m| (m.topic().to_string(), m.partition(), m.offset())).collect();
-        let Some(inputs) = decode(batch).await else { break };
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match pipeline.process(&inputs).await {
-                Ok(()) => break,
-                Err(e) => {
-                    metrics.enricher_batch_retries_total.inc();
-                    tracing::warn!(error = %e, retry_in = ?backoff, "batch failed; retrying it, nothing is committed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = cancel.cancelled() => return commit_sync(consumer),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+        if in_flight.len() < cfg.max_in_flight_batches {
+            // With batches in flight, new input is awaited only briefly before the oldest settles.
+            let first_within = (!in_flight.is_empty()).then_some(cfg.batch_max_wait);
+            let batch = collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, first_within, &cancel).await;
+            if !batch.is_empty() {
+                let caught_up = batch.len() < cfg.batch_max_events;
+                capacity.begin(capacity::oldest_timestamp(&batch));
+                metrics.enricher_batch_events.observe(batch.len() as f64);
+                for m in &batch {
+                    metrics.enricher_consumed_total.get_or_create(&crate::metrics::label("topic", m.topic().to_string())).inc();
+                    tracker.track(m.topic(), m.partition(), m.offset());
                 }
+                let coords: Vec<(String, i32, i64)> = batch.iter().map(|m| (m.topic().to_string(), m.partition(), m.offset())).collect();
+                let Some(inputs) = decode(batch).await else { break };
+                let Some(sent) = send(pipeline, &inputs, metrics, &cancel).await else { break };
+                in_flight.push_back(InFlight { coords, inputs, sent, caught_up });
+                continue;
             }
         }
-        for (topic, partition, offset) in &coords {
-            tracker.ack(topic, *partition, *offset);
+        let Some(oldest) = in_flight.pop_front() else { continue };
+        if !settle(consumer, pipeline, &mut tracker, &capacity, metrics, &cancel, oldest).await {
+            break;
         }
-        store(consumer, &mut tracker);
-        pipeline.mark_seen(&inputs);
-        metrics.enricher_processed_total.inc_by(coords.len() as u64);
-        capacity.end(coords.len(), caught_up);
+    }
+    // Stopping: what was sent is awaited (bounded by the producer's message timeout), so its
+    // offsets are committed and the next owner does not redo it.
+    while let Some(oldest) = in_flight.pop_front() {
+        if !settle(consumer, pipeline, &mut tracker, &capacity, metrics, &cancel, oldest).await {
+            break;
+        }
     }
     commit_sync(consumer);
+}
+
+/// Sends a batch, retrying with backoff while the producer refuses it; `None` when cancelled.
+async fn send(pipeline: &Pipeline, inputs: &[Input], metrics: &Metrics, cancel: &CancellationToken) -> Option<Sent> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match pipeline.send(inputs).await {
+            Ok(sent) => return Some(sent),
+            Err(e) => {
+                metrics.enricher_batch_retries_total.inc();
+                tracing::warn!(error = %e, retry_in = ?backoff, "sending the batch failed; retrying it, nothing is committed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = cancel.cancelled() => return None,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Awaits a sent batch's acknowledgements (redoing the batch until they all succeed), then
+/// stores its offsets and remembers its uuids. `false` when cancelled before it settled.
+async fn settle(
+    consumer: &EnrichConsumer,
+    pipeline: &Pipeline,
+    tracker: &mut OffsetTracker,
+    capacity: &Capacity,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+    batch: InFlight,
+) -> bool {
+    let mut outcome = pipeline.acked(batch.sent).await;
+    let mut backoff = Duration::from_millis(200);
+    while let Err(e) = outcome {
+        metrics.enricher_batch_retries_total.inc();
+        tracing::warn!(error = %e, retry_in = ?backoff, "batch failed; redoing it, nothing is committed");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = cancel.cancelled() => return false,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        outcome = pipeline.process(&batch.inputs).await;
+    }
+    for (topic, partition, offset) in &batch.coords {
+        tracker.ack(topic, *partition, *offset);
+    }
+    store(consumer, tracker);
+    pipeline.mark_seen(&batch.inputs);
+    metrics.enricher_processed_total.inc_by(batch.coords.len() as u64);
+    capacity.end(batch.coords.len(), batch.caught_up);
+    true
 }
 
 /// Drops the messages of partitions revoked since the last call (see [`collect`]).

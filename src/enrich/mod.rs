@@ -149,6 +149,9 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
     let main = Arc::new(consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(cfg.entities()), metrics.clone())?);
     let retry_group = format!("{}.retry", e.group_id);
     let retry = Arc::new(consumer::create(&cfg.kafka, &retry_group, std::slice::from_ref(&e.retry_topic), metrics.clone())?);
+    for c in [&main, &retry] {
+        rdkafka::consumer::Consumer::context(&**c).flush_on_revoke(producer.clone());
+    }
     let stall_after = cfg.kafka.consumer.stall_after;
     kafka::stall::spawn(&main, e.group_id.clone(), e.input_topics(cfg.entities()), stall_after, metrics.clone(), cancel.clone());
     // Parked keys wait on the retry topic until due: its lag may stand still that much longer.

@@ -40,6 +40,11 @@ pub enum Input {
     },
 }
 
+/// A batch whose outputs are all enqueued, not yet known to be acknowledged.
+pub struct Sent {
+    pending: Vec<Pending>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("producing the batch's outputs failed: {0}")]
@@ -111,7 +116,21 @@ impl Pipeline {
         }
     }
 
+    /// Runs a batch to the end: [`Self::send`], then [`Self::acked`].
     pub async fn process(&self, inputs: &[Input]) -> Result<(), PipelineError> {
+        let sent = self.send(inputs).await?;
+        self.acked(sent).await
+    }
+
+    /// Awaits every acknowledgement of a sent batch. On `Err` the batch must be redone
+    /// (`process`) before its offsets may be stored.
+    pub async fn acked(&self, sent: Sent) -> Result<(), PipelineError> {
+        self.await_all(sent.pending).await
+    }
+
+    /// Dedup, coalesce, fetch and enqueue every output of a batch; returns once all are handed
+    /// to the producer (in order per key), before they are acknowledged.
+    pub async fn send(&self, inputs: &[Input]) -> Result<Sent, PipelineError> {
         let mut pending = Vec::new();
         let mut events = Vec::new();
         for input in inputs {
@@ -164,7 +183,7 @@ impl Pipeline {
         }
         // On failure the caller redoes the batch; the versions remembered for its keys stay, so
         // the redo emits the same or newer versions only (equal ones are emitted again).
-        self.await_all(pending).await
+        Ok(Sent { pending })
     }
 
     fn outputs_for(

@@ -32,8 +32,10 @@ pub struct Capacity {
 struct State {
     /// Busy time of finished batches.
     busy: Duration,
-    /// Start of the batch in progress.
+    /// Start of the current busy period (at least one batch in progress).
     since: Option<Instant>,
+    /// Batches in progress (several when batches are pipelined).
+    open: usize,
     /// Records of finished batches.
     records: u64,
     /// Kafka timestamp (ms) of the oldest record not yet processed; `None` when caught up.
@@ -46,7 +48,7 @@ impl Capacity {
     /// Starts the window ticker; it stops with `cancel`.
     pub fn start(group: &str, metrics: Metrics, cancel: CancellationToken) -> Capacity {
         let now = Instant::now();
-        let state = State { busy: Duration::ZERO, since: None, records: 0, oldest_ms: None, window: (now, Duration::ZERO, 0) };
+        let state = State { busy: Duration::ZERO, since: None, open: 0, records: 0, oldest_ms: None, window: (now, Duration::ZERO, 0) };
         let c = Capacity { group: group.to_string(), metrics, state: Arc::new(Mutex::new(state)) };
         let ticker = c.clone();
         tokio::spawn(async move {
@@ -61,18 +63,30 @@ impl Capacity {
         c
     }
 
-    /// A batch is about to be processed; `oldest_ms` is the smallest Kafka timestamp in it.
+    /// A batch is about to be processed; `oldest_ms` is the smallest Kafka timestamp in it. The
+    /// loop is busy while any batch is between `begin` and `end`.
     pub fn begin(&self, oldest_ms: Option<i64>) {
         let mut s = self.lock();
-        s.since = Some(Instant::now());
-        s.oldest_ms = oldest_ms.or(s.oldest_ms);
+        // The oldest unprocessed record: this batch's, unless an older batch is still open.
+        s.oldest_ms = match (s.open, s.oldest_ms, oldest_ms) {
+            (0, prev, new) => new.or(prev),
+            (_, Some(prev), Some(new)) => Some(prev.min(new)),
+            (_, prev, new) => prev.or(new),
+        };
+        if s.open == 0 {
+            s.since = Some(Instant::now());
+        }
+        s.open += 1;
     }
 
     /// The batch is done (stored or given up). `caught_up`: it was smaller than the batch limit,
     /// so nothing older than what arrives next is waiting.
     pub fn end(&self, records: usize, caught_up: bool) {
         let mut s = self.lock();
-        if let Some(since) = s.since.take() {
+        s.open = s.open.saturating_sub(1);
+        if s.open == 0
+            && let Some(since) = s.since.take()
+        {
             let spent = since.elapsed();
             s.busy += spent;
             self.metrics.consumer_busy_seconds_total.get_or_create(&label("group", self.group.clone())).inc_by(spent.as_secs_f64());
@@ -130,7 +144,7 @@ mod tests {
     use super::*;
 
     fn state(start: Instant) -> State {
-        State { busy: Duration::ZERO, since: None, records: 0, oldest_ms: None, window: (start, Duration::ZERO, 0) }
+        State { busy: Duration::ZERO, since: None, open: 0, records: 0, oldest_ms: None, window: (start, Duration::ZERO, 0) }
     }
 
     #[test]

@@ -93,7 +93,7 @@ async fn run(
     let mut halted = Halted::default();
     let capacity = Capacity::start(rdkafka::consumer::Consumer::context(consumer).group(), metrics.clone(), cancel.clone());
     while !cancel.is_cancelled() {
-        let mut batch = consumer::collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, &cancel).await;
+        let mut batch = consumer::collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, None, &cancel).await;
         // Fetched before the pause took effect (or after a rebalance): left untracked, so the
         // halted partition's commit stays before its first unwritten record.
         batch.retain(|m| !halted.topics.contains(m.topic()));
