@@ -72,7 +72,7 @@ impl Default for EnricherConfig {
             topic_replication: 1,
             batch_max_events: 1000,
             batch_max_wait: Duration::from_millis(50),
-            max_in_flight_batches: 2,
+            max_in_flight_batches: 4,
             dedup_ttl: Duration::from_secs(600),
             dedup_capacity: 1_000_000,
             max_ids_per_request: 200,
