@@ -9,7 +9,7 @@
 //! consumer does not poll, which is the backpressure. Messages of partitions revoked while a
 //! batch was being collected are dropped from it uncommitted: their new owner reads them again.
 
-use super::pipeline::{Input, Pipeline, Sent};
+use super::pipeline::{Input, Pipeline, PipelineError, Sent};
 use crate::config::KafkaConfig;
 use crate::kafka::capacity::{self, Capacity};
 use crate::kafka::{OffsetTracker, Producer, base_config};
@@ -246,21 +246,8 @@ pub async fn run<D, F>(
 
 /// Sends a batch, retrying with backoff while the producer refuses it; `None` when cancelled.
 async fn send(pipeline: &Pipeline, inputs: &[Input], metrics: &Metrics, cancel: &CancellationToken) -> Option<Sent> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match pipeline.send(inputs).await {
-            Ok(sent) => return Some(sent),
-            Err(e) => {
-                metrics.enricher_batch_retries_total.inc();
-                tracing::warn!(error = %e, retry_in = ?backoff, "sending the batch failed; retrying it, nothing is committed");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = cancel.cancelled() => return None,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
+    let first = pipeline.send(inputs).await;
+    until_ok(first, "sending the batch failed; retrying it", metrics, cancel, || pipeline.send(inputs)).await
 }
 
 /// Awaits a sent batch's acknowledgements (redoing the batch until they all succeed), then
@@ -274,17 +261,9 @@ async fn settle(
     cancel: &CancellationToken,
     batch: InFlight,
 ) -> bool {
-    let mut outcome = pipeline.acked(batch.sent).await;
-    let mut backoff = Duration::from_millis(200);
-    while let Err(e) = outcome {
-        metrics.enricher_batch_retries_total.inc();
-        tracing::warn!(error = %e, retry_in = ?backoff, "batch failed; redoing it, nothing is committed");
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = cancel.cancelled() => return false,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-        outcome = pipeline.process(&batch.inputs).await;
+    let first = pipeline.acked(batch.sent).await;
+    if until_ok(first, "batch failed; redoing it", metrics, cancel, || pipeline.process(&batch.inputs)).await.is_none() {
+        return false;
     }
     for (topic, partition, offset) in &batch.coords {
         tracker.ack(topic, *partition, *offset);
@@ -294,6 +273,36 @@ async fn settle(
     metrics.enricher_processed_total.inc_by(batch.coords.len() as u64);
     capacity.end(batch.coords.len(), batch.caught_up);
     true
+}
+
+/// A batch-level outcome retried with backoff (200 ms doubling to 30 s) until it succeeds;
+/// nothing is committed meanwhile. `None` when cancelled first.
+async fn until_ok<T, F, Fut>(
+    mut outcome: Result<T, PipelineError>,
+    what: &str,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+    mut again: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PipelineError>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let e = match outcome {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        metrics.enricher_batch_retries_total.inc();
+        tracing::warn!(error = %e, retry_in = ?backoff, "{what}, nothing is committed");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = cancel.cancelled() => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        outcome = again().await;
+    }
 }
 
 /// Drops the messages of partitions revoked since the last call (see [`collect`]).
