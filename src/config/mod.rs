@@ -12,6 +12,7 @@
 
 mod api;
 mod catalogue;
+mod consumer;
 mod dashboard;
 mod enrich;
 mod secret;
@@ -21,6 +22,7 @@ mod studio;
 
 pub use api::ApiConfig;
 pub use catalogue::CatalogueConfig;
+pub use consumer::{Assignment, ConsumerConfig};
 pub use dashboard::DashboardConfig;
 pub use enrich::*;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
