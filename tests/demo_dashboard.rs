@@ -122,11 +122,24 @@ async fn demo_dashboard_in_chromium_then_clean_shutdown() {
 
     // Every stage moved data (the search sink too, on the test's Elasticsearch API) and nothing
     // was dead-lettered: the demo's input is all valid.
-    let stats: serde_json::Value = client.get(format!("{base}/api/stats")).send().await.expect("stats").json().await.expect("stats JSON");
-    for stage in ["source changes", "enricher consumed", "enricher emitted", "sink sql", "sink audit", "sink search"] {
-        let row = stats["stages"].as_array().and_then(|a| a.iter().find(|s| s["stage"] == stage)).cloned();
-        assert!(row.as_ref().is_some_and(|r| r["total"].as_f64().is_some_and(|t| t > 0.0)), "stage {stage} moved nothing: {stats}");
-    }
+    // The stats come from periodic metric snapshots, so they lag the sinks' writes a little: a
+    // stage that wrote (its Parquet is readable above) may show in the next snapshot only.
+    let stages = ["source changes", "enricher consumed", "enricher emitted", "sink sql", "sink audit", "sink search"];
+    let moved = |stats: &serde_json::Value, stage: &str| {
+        stats["stages"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["stage"] == stage))
+            .is_some_and(|r| r["total"].as_f64().is_some_and(|t| t > 0.0))
+    };
+    let stats = loop {
+        let stats: serde_json::Value =
+            client.get(format!("{base}/api/stats")).send().await.expect("stats").json().await.expect("stats JSON");
+        match stages.iter().find(|stage| !moved(&stats, stage)) {
+            None => break stats,
+            Some(stage) => assert!(Instant::now() < deadline, "stage {stage} moved nothing within 60 s: {stats}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(stats["dead_lettered"], serde_json::json!({}), "the demo dead-lettered something: {stats}");
 
     // SIGTERM: the demo drains, commits and says so, with exit status 0.
