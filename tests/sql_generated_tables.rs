@@ -10,7 +10,7 @@ use apache_avro::Schema;
 use common::*;
 use serde_json::{Value, json};
 use sink_support::rec;
-use slate::catalogue::{Catalogue, EntityName, EntitySpec};
+use slate::catalogue::{Catalogue, EntityName, EntitySpec, Subjects};
 use slate::config::{SecretUrl, SqlSinkConfig};
 use slate::sink::{Sink, SinkRecord, WriteOutcome};
 use std::collections::BTreeMap;
@@ -38,7 +38,7 @@ fn catalogue(dir: &std::path::Path) -> Arc<Catalogue> {
     std::fs::write(dir.join("Ledger.avsc"), record_json(&[])).unwrap();
     std::fs::write(dir.join("Memo.avsc"), record_json(&[]).replace("\"Ledger\"", "\"Memo\"").replace("\"Line\"", "\"MemoLine\"")).unwrap();
     let specs = BTreeMap::from([("ledger".to_string(), EntitySpec::default()), ("memo".to_string(), EntitySpec::default())]);
-    Arc::new(Catalogue::load(dir, &specs).unwrap())
+    Arc::new(Catalogue::load(dir, &specs, &Subjects::none()).unwrap())
 }
 
 fn leaked(text: String) -> &'static Schema {

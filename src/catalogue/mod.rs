@@ -1,7 +1,7 @@
 //! The catalogue: which entities this deployment enriches and stores, each with its Avro record.
 //!
-//! Entities are data. Each is a name plus an Avro record file. Config declares them
-//! (`[catalogue.entities.<name>]`) and nothing in the enricher, the sinks, replay or verify
+//! Entities are data. Each is a name plus an Avro record: a file, or the latest version of a
+//! registry subject ([`subjects`]). Config declares them (`[catalogue.entities.<name>]`) and nothing in the enricher, the sinks, replay or verify
 //! knows any particular entity. Everything a stage derives from a record (GraphQL selection,
 //! search mapping, SQL table plan, reader schema) is derived from the [`Entity`] built here,
 //! once, at start. With no entities declared, the catalogue is the built-in example (the
@@ -13,8 +13,10 @@
 //! provenance; copy it from `schemas/avro/Production.avsc`).
 
 mod name;
+pub mod subjects;
 
 pub use name::{EntityName, UnknownEntity};
+pub use subjects::Subjects;
 
 use apache_avro::Schema;
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ pub struct Entity {
     pub schema: Schema,
     /// The schema JSON as written (what the enricher registers).
     pub text: String,
-    /// Where the schema came from: a file path, or `built-in` for the example catalogue.
+    /// Where the schema came from: a file path, a registry subject version, or `built-in`.
     pub origin: String,
 }
 
@@ -44,6 +46,8 @@ pub struct EntitySpec {
     /// The record file, relative to the schemas directory (or absolute). Default:
     /// `<PascalCaseName>.avsc`, e.g. `PurchaseOrder.avsc` for `purchase_order`.
     pub schema: Option<PathBuf>,
+    /// Instead of a file: the registry subject whose latest version (at start) is the record.
+    pub subject: Option<String>,
     /// Other spellings events and CDC records may use for the entity (besides the name, its
     /// plural and the record name).
     pub aliases: Vec<String>,
@@ -100,25 +104,57 @@ impl Catalogue {
         catalogue.get(name).unwrap_or_else(|| panic!("{name} is not an entity of the built-in catalogue"))
     }
 
-    /// Reads and checks every declared entity's record from `dir`. Duplicate names cannot
-    /// happen (config keys are unique); two entities sharing one record are refused, since the
-    /// record name decides the registry subject.
-    pub fn load(dir: &Path, specs: &BTreeMap<String, EntitySpec>) -> Result<Catalogue, CatalogueError> {
+    /// Reads and checks every declared entity's record: from its file under `dir`, or from
+    /// `subjects` for an entry that names a registry subject. Duplicate names cannot happen
+    /// (config keys are unique); two entities sharing one record are refused, since the record
+    /// name decides the registry subject.
+    pub fn load(dir: &Path, specs: &BTreeMap<String, EntitySpec>, subjects: &Subjects) -> Result<Catalogue, CatalogueError> {
         let mut entities: Vec<Entity> = Vec::with_capacity(specs.len());
         for (name, spec) in specs {
-            let file = spec.schema.clone().unwrap_or_else(|| PathBuf::from(format!("{}.avsc", pascal_case(name))));
-            let path = if file.is_absolute() { file } else { dir.join(file) };
-            let origin = path.display().to_string();
-            let fail = |message: String| CatalogueError { entity: name.clone(), file: origin.clone(), message };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                fail(format!("cannot read the schema file: {e}; set catalogue.entities.{name}.schema or catalogue.schemas_dir"))
-            })?;
+            let (text, origin) = match (&spec.subject, &spec.schema) {
+                (Some(subject), Some(file)) => {
+                    return Err(CatalogueError {
+                        entity: name.clone(),
+                        file: file.display().to_string(),
+                        message: format!("both `schema` and `subject = {subject:?}` are set; keep one (the file, or the registry subject)"),
+                    });
+                }
+                (Some(subject), None) => match subjects.get(name) {
+                    Some(fetched) => (fetched.text.clone(), fetched.origin.clone()),
+                    None if subjects.ignores_unfetched() => continue,
+                    None => {
+                        return Err(CatalogueError {
+                            entity: name.clone(),
+                            file: format!("registry subject {subject}"),
+                            message: "the subject was not read from the registry; load the config with                                       `catalogue::subjects::fetch` first (every `slate` command does)"
+                                .into(),
+                        });
+                    }
+                },
+                (None, file) => {
+                    let file = file.clone().unwrap_or_else(|| PathBuf::from(format!("{}.avsc", pascal_case(name))));
+                    let path = if file.is_absolute() { file } else { dir.join(file) };
+                    let origin = path.display().to_string();
+                    let text = std::fs::read_to_string(&path).map_err(|e| CatalogueError {
+                        entity: name.clone(),
+                        file: origin.clone(),
+                        message: format!(
+                            "cannot read the schema file: {e}; set catalogue.entities.{name}.schema (or .subject) or catalogue.schemas_dir"
+                        ),
+                    })?;
+                    (text, origin)
+                }
+            };
             let e = entity(name, text, origin.clone(), &spec.aliases)?;
             if let Some(other) = entities.iter().find(|o| o.record == e.record) {
-                return Err(fail(format!(
-                    "record {} is already the record of entity `{}`; give each entity its own record",
-                    e.record, other.name
-                )));
+                return Err(CatalogueError {
+                    entity: name.clone(),
+                    file: origin,
+                    message: format!(
+                        "record {} is already the record of entity `{}`; give each entity its own record",
+                        e.record, other.name
+                    ),
+                });
             }
             entities.push(e);
         }

@@ -18,7 +18,7 @@ pub enum Bench {
 }
 
 pub async fn run(config_path: Option<&Path>, cmd: Bench) -> anyhow::Result<()> {
-    let config = load_config(config_path, Vec::new())?;
+    let config = load_config(config_path, Vec::new()).await?;
     match cmd {
         Bench::Enrich(args) => {
             let exe = std::env::current_exe().context("cannot find the slate binary for the worker processes")?;

@@ -10,6 +10,7 @@ mod schema;
 mod studio;
 mod verify;
 
+use crate::catalogue::Subjects;
 use crate::config::{Config, Override, env_overrides};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -71,16 +72,41 @@ fn flag(key: &str, value: impl ToString, name: &str) -> Override {
     Override { key: key.into(), value: value.to_string(), origin: format!("--{name}") }
 }
 
-pub fn load_config(path: Option<&std::path::Path>, flags: Vec<Override>) -> anyhow::Result<Config> {
+/// Loads the config for a command that reads entities: a catalogue entry naming a registry
+/// subject is read from the registry first, waiting out an outage until Ctrl-C or SIGTERM.
+pub async fn load_config(path: Option<&std::path::Path>, flags: Vec<Override>) -> anyhow::Result<Config> {
+    let overrides = overrides(flags)?;
+    let (catalogue, registry) = Config::catalogue_and_registry(path, &overrides)?;
+    let subjects = if crate::catalogue::subjects::any(&catalogue.entities) {
+        let client = crate::enrich::registry_client(&registry)?;
+        tokio::select! {
+            fetched = crate::catalogue::subjects::fetch(&client, &catalogue.entities) => fetched.map_err(|e| {
+                anyhow::anyhow!("invalid config key `catalogue.entities.{}.subject`: {e}", e.entity)
+            })?,
+            _ = shutdown_signal() => anyhow::bail!("stopped while waiting for the schema registry to read the catalogue's subjects"),
+        }
+    } else {
+        Subjects::none()
+    };
+    Ok(Config::load_with(path, &overrides, &subjects)?)
+}
+
+/// Loads the config for a command that reads no entities (the registry role, which must not
+/// wait for itself): catalogue entries naming a subject are left out.
+pub fn load_config_without_subjects(path: Option<&std::path::Path>, flags: Vec<Override>) -> anyhow::Result<Config> {
+    Ok(Config::load_with(path, &overrides(flags)?, &Subjects::ignored())?)
+}
+
+fn overrides(flags: Vec<Override>) -> anyhow::Result<Vec<Override>> {
     let mut overrides = env_overrides(std::env::vars())?;
     overrides.extend(flags);
-    Ok(Config::load(path, &overrides)?)
+    Ok(overrides)
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config { action } => {
-            let config = load_config(cli.config.as_deref(), Vec::new())?;
+            let config = load_config(cli.config.as_deref(), Vec::new()).await?;
             match action {
                 ConfigAction::Show => print!("{}", config.to_redacted_toml()),
                 ConfigAction::Check => println!("config ok"),

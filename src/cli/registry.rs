@@ -1,6 +1,6 @@
 //! `slate registry`: the embedded Confluent-compatible schema registry.
 
-use super::{flag, load_config, shutdown_signal};
+use super::{flag, load_config_without_subjects, shutdown_signal};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,7 +13,7 @@ pub struct RegistryArgs {
 
 pub async fn run(config_path: Option<&Path>, args: RegistryArgs) -> anyhow::Result<()> {
     let flags = args.listen.map(|l| vec![flag("registry_server.listen", format!("\"{l}\""), "listen")]).unwrap_or_default();
-    let config = load_config(config_path, flags)?;
+    let config = load_config_without_subjects(config_path, flags)?;
     run_registry(&config.registry_server).await
 }
 

@@ -27,7 +27,7 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(config_path: Option<&Path>, args: ReplayArgs) -> anyhow::Result<()> {
-    let config = load_config(config_path, Vec::new())?;
+    let config = load_config(config_path, Vec::new()).await?;
     let opts = ReplayOptions { entities: args.entities, rate: args.rate, dry_run: args.dry_run, quiet: args.quiet };
     let summary = replay::run(&config, &opts).await.context("replay failed")?;
     if args.json {

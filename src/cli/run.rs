@@ -33,7 +33,7 @@ pub enum SinkName {
 }
 
 pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
-    let config = load_config(config_path, Vec::new())?;
+    let config = load_config(config_path, Vec::new()).await?;
     let metrics = Metrics::new();
     match role {
         Role::Enricher => {

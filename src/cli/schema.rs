@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
-use super::{flag, load_config};
+use super::{flag, load_config_without_subjects};
 use crate::config::Config;
 use crate::registry::{CompatibilityLevel, RegistryAuth};
 use crate::schema::{self, Finding, PriorVersion, SchemaFile, SchemaRegistry};
@@ -139,7 +139,9 @@ pub async fn run(config_path: Option<&Path>, args: SchemaArgs) -> anyhow::Result
 
 fn config_with(config_path: Option<&Path>, registry_url: Option<&str>) -> anyhow::Result<Config> {
     let flags = registry_url.map(|url| vec![flag("registry.url", format!("{url:?}"), "registry")]).unwrap_or_default();
-    load_config(config_path, flags)
+    // These commands manage schema files; entities declared by a registry subject are the
+    // registry's to evolve, so they are not read here (and `register` can create a subject).
+    load_config_without_subjects(config_path, flags)
 }
 
 fn client(config: &Config) -> anyhow::Result<SchemaRegistry> {
@@ -274,7 +276,7 @@ async fn diff(config_path: Option<&Path>, args: DiffArgs) -> anyhow::Result<()> 
 }
 
 fn docs(config_path: Option<&Path>, args: DocsArgs) -> anyhow::Result<()> {
-    let config = load_config(config_path, Vec::new())?;
+    let config = load_config_without_subjects(config_path, Vec::new())?;
     let files = load_files(&args.dir)?;
     let markdown = schema::render_docs(&files, &config);
     if args.out == Path::new("-") {

@@ -65,7 +65,7 @@ impl StudioArgs {
 }
 
 pub async fn run(config_path: Option<&Path>, args: StudioArgs) -> anyhow::Result<()> {
-    let config = load_config(config_path, args.overrides())?;
+    let config = load_config(config_path, args.overrides()).await?;
     run_studio(config).await
 }
 

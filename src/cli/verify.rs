@@ -32,7 +32,7 @@ pub enum Which {
 
 /// Exit code 0 without drift, 1 with drift (after repairing, when asked).
 pub async fn run(config_path: Option<&Path>, args: VerifyArgs) -> anyhow::Result<i32> {
-    let config = load_config(config_path, Vec::new())?;
+    let config = load_config(config_path, Vec::new()).await?;
     let mut reports: BTreeMap<&str, BTreeMap<EntityName, EntityDrift>> = BTreeMap::new();
     if matches!(args.sink, Which::All | Which::Sql) {
         say(args.quiet, &format!("verify: reading the SQL sink ({})", config.sinks.sql.database_url.redacted()));

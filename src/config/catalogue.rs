@@ -2,7 +2,7 @@
 
 use super::ConfigError;
 use super::sections::invalid;
-use crate::catalogue::{Catalogue, EntitySpec};
+use crate::catalogue::{Catalogue, EntitySpec, Subjects};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,14 +25,16 @@ impl Default for CatalogueConfig {
 }
 
 impl CatalogueConfig {
-    /// Reads and checks the declared records (or returns the built-in catalogue).
-    pub fn build(&self) -> Result<Arc<Catalogue>, ConfigError> {
+    /// Reads and checks the declared records (or returns the built-in catalogue); records of
+    /// subject entries come from `subjects`.
+    pub fn build(&self, subjects: &Subjects) -> Result<Arc<Catalogue>, ConfigError> {
         if self.entities.is_empty() {
             return Ok(Catalogue::built_in());
         }
-        Catalogue::load(&self.schemas_dir, &self.entities)
-            .map(Arc::new)
-            .map_err(|e| invalid(&format!("catalogue.entities.{}.schema", e.entity), e.to_string()))
+        Catalogue::load(&self.schemas_dir, &self.entities, subjects).map(Arc::new).map_err(|e| {
+            let key = if self.entities.get(&e.entity).is_some_and(|s| s.subject.is_some()) { "subject" } else { "schema" };
+            invalid(&format!("catalogue.entities.{}.{key}", e.entity), e.to_string())
+        })
     }
 }
 

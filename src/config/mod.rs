@@ -30,7 +30,7 @@ pub use sections::*;
 pub use sinks::*;
 pub use studio::*;
 
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, Subjects};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,24 +79,17 @@ pub struct Override {
 }
 
 impl Config {
-    /// Loads `path` (if any), applies `overrides` in order, deserializes and validates.
+    /// Loads `path` (if any), applies `overrides` in order, deserializes and validates. A
+    /// catalogue entry naming a registry subject is refused here: use [`Config::load_with`]
+    /// with the records `catalogue::subjects::fetch` read (as every `slate` command does).
     pub fn load(path: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
-        let mut tree = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?
-            }
-            None => toml::Table::new(),
-        };
-        for o in overrides {
-            apply_override(&mut tree, o)?;
-        }
-        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
-            let key = e.path().to_string();
-            let message = e.into_inner().to_string();
-            ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key }
-        })?;
-        let checked = config.catalogue.build().and_then(|c| {
+        Self::load_with(path, overrides, &Subjects::none())
+    }
+
+    /// [`Config::load`], with the records of subject entries already read from the registry.
+    pub fn load_with(path: Option<&Path>, overrides: &[Override], subjects: &Subjects) -> Result<Config, ConfigError> {
+        let mut config = Self::parse(path, overrides)?;
+        let checked = config.catalogue.build(subjects).and_then(|c| {
             config.entities = catalogue::Built(c);
             config.validate()
         });
@@ -109,6 +102,36 @@ impl Config {
         Ok(config)
     }
 
+    /// The `[catalogue]` and `[registry]` sections alone, unvalidated: what a start needs to read
+    /// subject entries from the registry before [`Config::load_with`].
+    pub fn catalogue_and_registry(
+        path: Option<&Path>,
+        overrides: &[Override],
+    ) -> Result<(CatalogueConfig, RegistryClientConfig), ConfigError> {
+        let config = Self::parse(path, overrides)?;
+        config.registry.validate()?;
+        Ok((config.catalogue, config.registry))
+    }
+
+    /// File + overrides, deserialized; nothing built or validated.
+    fn parse(path: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
+        let mut tree = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            ConfigError::Invalid { message: format!("{message}{}", origin_hint(overrides, &key)), key }
+        })
+    }
+
     /// The entities of this deployment.
     pub fn entities(&self) -> &Arc<Catalogue> {
         &self.entities.0
@@ -116,7 +139,7 @@ impl Config {
 
     /// Rebuilds the catalogue from `self.catalogue` (for configs assembled in code).
     pub fn with_catalogue(mut self) -> Result<Config, ConfigError> {
-        self.entities = catalogue::Built(self.catalogue.build()?);
+        self.entities = catalogue::Built(self.catalogue.build(&Subjects::none())?);
         self.sources.validate_entities(&self.entities.0)?;
         Ok(self)
     }

@@ -79,20 +79,10 @@ pub(crate) async fn output_schemas(
         let topic = cfg.enricher.output_topic(kind);
         let text = entity.text.as_str();
         let subject = cfg.registry.subject_name_strategy.value_subject(&topic, &entity.record);
-        let mut backoff = Duration::from_millis(200);
-        let schema_id = loop {
-            match registry.register(&subject, text, &[]).await {
-                Ok(id) => break id,
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(%subject, error = %e, retry_in = ?backoff, "schema registry unavailable; waiting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = cancel.cancelled() => return Err(StartError::Cancelled),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let registering = crate::registry::client::until_available(&subject, || registry.register(&subject, text, &[]));
+        let schema_id = tokio::select! {
+            id = registering => id?,
+            _ = cancel.cancelled() => return Err(StartError::Cancelled),
         };
         let schema = entity.schema.clone();
         tracing::info!(%subject, schema_id, "output schema registered");

@@ -67,6 +67,27 @@ impl ClientError {
     }
 }
 
+/// Calls `call` until it succeeds or fails permanently, waiting out transient errors (an
+/// outage, a restart) with doubling backoff up to 30 s and a warning per retry. Never gives up
+/// by itself: the caller bounds it by dropping the future (a shutdown signal, a cancel token).
+pub async fn until_available<T, F, Fut>(what: &str, mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(what, error = %e, retry_in = ?backoff, "schema registry unavailable; waiting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// A schema fetched by id.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SchemaById {

@@ -157,7 +157,11 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// Serves on `listener` (a port a test chose first, e.g. to start the registry late).
+    pub fn on(listener: tokio::net::TcpListener) -> Self {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state =
             slate::registry::RegistryState::new(slate::registry::MemoryStore::new(), slate::registry::CompatibilityLevel::Backward, None);
