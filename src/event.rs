@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn change_event_round_trips_as_json() {
-        let mut e = ChangeEvent::new(ChangeType::Update, crate::studio::kind::CASH_FLOW, "cf-1", 1_700_000_000_000);
+        let mut e = ChangeEvent::new(ChangeType::Update, crate::catalogue::example::CASH_FLOW, "cf-1", 1_700_000_000_000);
         e.trace = Some("00-abc-def-01".into());
         let bytes = e.to_json();
         let text = String::from_utf8(bytes.clone()).unwrap();
@@ -209,9 +209,9 @@ mod tests {
     #[test]
     fn entity_names_parse_in_all_spellings() {
         for s in ["cash_flow", "cash_flows", "CashFlow", "cashflow", "cash-flow"] {
-            assert_eq!(s.parse::<EntityName>().unwrap(), crate::studio::kind::CASH_FLOW, "{s}");
+            assert_eq!(s.parse::<EntityName>().unwrap(), crate::catalogue::example::CASH_FLOW, "{s}");
         }
-        assert_eq!("productions".parse::<EntityName>().unwrap(), crate::studio::kind::PRODUCTION);
+        assert_eq!("productions".parse::<EntityName>().unwrap(), crate::catalogue::example::PRODUCTION);
         assert!("invoice_never_declared".parse::<EntityName>().is_err());
     }
 
@@ -221,7 +221,7 @@ mod tests {
         let e = ChangeEvent::decode_json(env, None, None).unwrap();
         assert_eq!(
             (e.change_type, e.entity, e.id.as_str(), e.version, e.ts),
-            (ChangeType::Create, crate::studio::kind::PRODUCTION, "p-7", Some(4242), 1700000000123)
+            (ChangeType::Create, crate::catalogue::example::PRODUCTION, "p-7", Some(4242), 1700000000123)
         );
         assert_eq!(e.source.as_deref(), Some("pg"));
         // Replaying the same CDC record yields the same uuid (so dedup sees a duplicate).
@@ -231,11 +231,12 @@ mod tests {
     #[test]
     fn debezium_delete_takes_id_from_key_or_before() {
         let env = br#"{"schema":{},"payload":{"before":{"id":9},"after":null,"op":"d","source":{"lsn":5},"ts_ms":1}}"#;
-        let e = ChangeEvent::decode_json(env, Some(br#"{"schema":{},"payload":{"id":12}}"#), Some(crate::studio::kind::PAYMENT)).unwrap();
+        let e =
+            ChangeEvent::decode_json(env, Some(br#"{"schema":{},"payload":{"id":12}}"#), Some(crate::catalogue::example::PAYMENT)).unwrap();
         assert_eq!((e.change_type, e.id.as_str()), (ChangeType::Delete, "12"));
-        let e = ChangeEvent::decode_json(env, None, Some(crate::studio::kind::PAYMENT)).unwrap();
+        let e = ChangeEvent::decode_json(env, None, Some(crate::catalogue::example::PAYMENT)).unwrap();
         assert_eq!(e.id, "9");
-        let e = ChangeEvent::decode_json(env, Some(b"raw-key"), Some(crate::studio::kind::PAYMENT)).unwrap();
+        let e = ChangeEvent::decode_json(env, Some(b"raw-key"), Some(crate::catalogue::example::PAYMENT)).unwrap();
         assert_eq!(e.id, "raw-key");
     }
 

@@ -423,11 +423,11 @@ mod tests {
     fn uuids_are_stable_within_a_run_and_differ_between_runs() {
         let (run, other) = (Uuid::new_v4(), Uuid::new_v4());
         let u = |run: &Uuid, t, e, id| event_uuid(run, t, e, id);
-        let p = crate::studio::kind::PRODUCTION;
+        let p = crate::catalogue::example::PRODUCTION;
         assert_eq!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, p, "prod-1"));
         assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, p, "prod-2"));
         assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Delete, p, "prod-1"));
-        assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, crate::studio::kind::TALENT, "prod-1"));
+        assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&run, ChangeType::Update, crate::catalogue::example::TALENT, "prod-1"));
         assert_ne!(u(&run, ChangeType::Update, p, "prod-1"), u(&other, ChangeType::Update, p, "prod-1"));
     }
 }

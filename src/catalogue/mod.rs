@@ -12,6 +12,7 @@
 //! source; every sink's idempotency guard) and a record field `_meta` (the enricher's
 //! provenance; copy it from `schemas/avro/Production.avsc`).
 
+pub mod example;
 mod name;
 pub mod subjects;
 

@@ -78,16 +78,20 @@ mod tests {
     #[test]
     fn one_work_per_key_with_every_uuid_and_the_newest_event() {
         let items = vec![
-            incoming(crate::studio::kind::BUDGET, "b1", 10, ChangeType::Create),
-            incoming(crate::studio::kind::CASH_FLOW, "b1", 11, ChangeType::Update),
-            incoming(crate::studio::kind::BUDGET, "b1", 30, ChangeType::Delete),
-            incoming(crate::studio::kind::BUDGET, "b1", 20, ChangeType::Update),
-            incoming(crate::studio::kind::BUDGET, "b2", 5, ChangeType::Update),
+            incoming(crate::catalogue::example::BUDGET, "b1", 10, ChangeType::Create),
+            incoming(crate::catalogue::example::CASH_FLOW, "b1", 11, ChangeType::Update),
+            incoming(crate::catalogue::example::BUDGET, "b1", 30, ChangeType::Delete),
+            incoming(crate::catalogue::example::BUDGET, "b1", 20, ChangeType::Update),
+            incoming(crate::catalogue::example::BUDGET, "b2", 5, ChangeType::Update),
         ];
         let work = coalesce(&items);
         assert_eq!(
             work.iter().map(|w| (w.entity, w.id.as_str())).collect::<Vec<_>>(),
-            [(crate::studio::kind::BUDGET, "b1"), (crate::studio::kind::CASH_FLOW, "b1"), (crate::studio::kind::BUDGET, "b2")]
+            [
+                (crate::catalogue::example::BUDGET, "b1"),
+                (crate::catalogue::example::CASH_FLOW, "b1"),
+                (crate::catalogue::example::BUDGET, "b2")
+            ]
         );
         let b1 = &work[0];
         assert_eq!(b1.uuids, vec![items[0].event.uuid, items[2].event.uuid, items[3].event.uuid]);
@@ -97,7 +101,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_carried_uuids_are_listed_once() {
-        let mut a = incoming(crate::studio::kind::PAYMENT, "p", 1, ChangeType::Update);
+        let mut a = incoming(crate::catalogue::example::PAYMENT, "p", 1, ChangeType::Update);
         let carried = Uuid::new_v4();
         a.carried_uuids = vec![carried, a.event.uuid];
         a.attempt = 2;

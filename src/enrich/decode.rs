@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn topic_names_the_entity() {
-        assert_eq!(entity_of_topic("studio.cash_flow.changes", "studio."), Some(crate::studio::kind::CASH_FLOW));
+        assert_eq!(entity_of_topic("studio.cash_flow.changes", "studio."), Some(crate::catalogue::example::CASH_FLOW));
         assert_eq!(entity_of_topic("other.cash_flow.changes", "studio."), None);
         assert_eq!(entity_of_topic("studio.invoice.changes", "studio."), None);
     }

@@ -172,9 +172,9 @@ mod tests {
 
     #[test]
     fn tombstones_carry_uuids_and_version() {
-        let e = ChangeEvent::new(ChangeType::Delete, crate::studio::kind::PAYMENT, "pay-1", 7);
+        let e = ChangeEvent::new(ChangeType::Delete, crate::catalogue::example::PAYMENT, "pay-1", 7);
         let u = vec![e.uuid, Uuid::new_v4()];
-        let t = tombstone("slate.payment.enriched".into(), crate::studio::kind::PAYMENT, "pay-1", Some(4), &e, &u);
+        let t = tombstone("slate.payment.enriched".into(), crate::catalogue::example::PAYMENT, "pay-1", Some(4), &e, &u);
         assert!(t.payload.is_none());
         assert_eq!(t.header(H_VERSION), Some("4"));
         assert_eq!(split_uuids(t.header(H_EVENT_UUIDS).unwrap()), u);

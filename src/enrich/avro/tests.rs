@@ -42,31 +42,31 @@ fn field<'v>(record: &'v Value, name: &str) -> &'v Value {
 fn studio_json() -> Vec<(EntityName, Json)> {
     vec![
         (
-            crate::studio::kind::PRODUCTION,
+            crate::catalogue::example::PRODUCTION,
             json!({ "id": "prod-000001", "version": 3, "title": "Night Ledger", "status": "PRE_PRODUCTION", "genre": "thriller",
                     "currency": "USD", "budget_id": "bud-000001", "schedule_id": null }),
         ),
         (
-            crate::studio::kind::TALENT,
+            crate::catalogue::example::TALENT,
             json!({ "id": "tal-000001", "version": 2, "name": "Ada Quist", "role": "DIRECTOR",
                     "deals": [{ "production_id": "prod-000001", "fee": 25_000_000, "currency": "USD" }] }),
         ),
         (
-            crate::studio::kind::SCHEDULE,
+            crate::catalogue::example::SCHEDULE,
             json!({ "id": "sch-000001", "version": 1, "production_id": "prod-000001", "start_date": "2027-01-15", "launch_date": "2028-06-01" }),
         ),
         (
-            crate::studio::kind::BUDGET,
+            crate::catalogue::example::BUDGET,
             json!({ "id": "bud-000001", "version": 4, "production_id": "prod-000001", "currency": "USD", "total": 1_500,
                     "lines": [{ "category": "PRODUCTION", "amount": 1_000 }, { "category": "MARKETING", "amount": 500 }] }),
         ),
         (
-            crate::studio::kind::CASH_FLOW,
+            crate::catalogue::example::CASH_FLOW,
             json!({ "id": "cf-000001", "version": 5, "production_id": "prod-000001", "currency": "USD", "total": 9_000_000_000_i64,
                     "months": [{ "month": "2027-01", "amount": 4_000_000_000_i64 }, { "month": "2027-02", "amount": 5_000_000_000_i64 }] }),
         ),
         (
-            crate::studio::kind::PAYMENT,
+            crate::catalogue::example::PAYMENT,
             json!({ "id": "pay-000001", "version": 1, "production_id": "prod-000001", "talent_id": "tal-000001", "amount": 12_345,
                     "currency": "USD", "status": "PAID", "due_date": "2027-03-31" }),
         ),
@@ -83,7 +83,8 @@ fn every_entity_round_trips() {
         assert_eq!(field(meta, "change_type"), &Value::Enum(1, "UPDATE".into()));
         assert_eq!(field(meta, "fetched_at"), &Value::TimestampMillis(1_700_000_000_050));
     }
-    let production = round_trip(&schema(crate::studio::kind::PRODUCTION), &fetched(studio_json_of(crate::studio::kind::PRODUCTION)));
+    let production =
+        round_trip(&schema(crate::catalogue::example::PRODUCTION), &fetched(studio_json_of(crate::catalogue::example::PRODUCTION)));
     assert_eq!(field(&production, "schedule_id"), &Value::Union(0, Box::new(Value::Null)));
     assert_eq!(field(&production, "budget_id"), &Value::Union(1, Box::new(Value::String("bud-000001".into()))));
 }
@@ -94,16 +95,16 @@ fn studio_json_of(kind: EntityName) -> Json {
 
 #[test]
 fn id_and_version_come_from_the_fetch() {
-    let mut f = fetched(studio_json_of(crate::studio::kind::PAYMENT));
+    let mut f = fetched(studio_json_of(crate::catalogue::example::PAYMENT));
     f.body.as_object_mut().unwrap().retain(|k, _| k != "id" && k != "version");
     f.version = 99;
-    assert_eq!(field(&round_trip(&schema(crate::studio::kind::PAYMENT), &f), "version"), &Value::Long(99));
+    assert_eq!(field(&round_trip(&schema(crate::catalogue::example::PAYMENT), &f), "version"), &Value::Long(99));
 }
 
 #[test]
 fn dates_from_strings_or_days() {
-    let s = schema(crate::studio::kind::SCHEDULE);
-    let mut f = fetched(studio_json_of(crate::studio::kind::SCHEDULE));
+    let s = schema(crate::catalogue::example::SCHEDULE);
+    let mut f = fetched(studio_json_of(crate::catalogue::example::SCHEDULE));
     let from_string = round_trip(&s, &f);
     f.body["start_date"] = json!(parse_date("2027-01-15").unwrap());
     assert_eq!(round_trip(&s, &f), from_string);
@@ -117,28 +118,28 @@ fn dates_from_strings_or_days() {
 
 #[test]
 fn missing_fields_take_defaults_or_name_the_path() {
-    let mut f = fetched(studio_json_of(crate::studio::kind::TALENT));
+    let mut f = fetched(studio_json_of(crate::catalogue::example::TALENT));
     f.body.as_object_mut().unwrap().remove("deals");
-    assert_eq!(field(&round_trip(&schema(crate::studio::kind::TALENT), &f), "deals"), &Value::Array(vec![]));
-    let mut f = fetched(studio_json_of(crate::studio::kind::CASH_FLOW));
+    assert_eq!(field(&round_trip(&schema(crate::catalogue::example::TALENT), &f), "deals"), &Value::Array(vec![]));
+    let mut f = fetched(studio_json_of(crate::catalogue::example::CASH_FLOW));
     f.body["months"][1].as_object_mut().unwrap().remove("amount");
-    let err = to_record(&schema(crate::studio::kind::CASH_FLOW), &f, &meta()).unwrap_err();
+    let err = to_record(&schema(crate::catalogue::example::CASH_FLOW), &f, &meta()).unwrap_err();
     assert!(matches!(&err, EncodeError::Missing { path } if path == "months[1].amount"), "{err}");
     assert_eq!(err.to_string(), "missing required field `months[1].amount`");
 }
 
 #[test]
 fn wrong_types_name_the_path() {
-    let mut f = fetched(studio_json_of(crate::studio::kind::BUDGET));
+    let mut f = fetched(studio_json_of(crate::catalogue::example::BUDGET));
     f.body["lines"][0]["amount"] = json!(10.5);
-    let err = to_record(&schema(crate::studio::kind::BUDGET), &f, &meta()).unwrap_err();
+    let err = to_record(&schema(crate::catalogue::example::BUDGET), &f, &meta()).unwrap_err();
     assert_eq!(err.to_string(), "`lines[0].amount`: expected an integer, found 10.5");
     f.body["lines"][0]["amount"] = json!(u64::MAX);
-    assert!(matches!(to_record(&schema(crate::studio::kind::BUDGET), &f, &meta()), Err(EncodeError::OutOfRange { .. })));
-    let mut f = fetched(studio_json_of(crate::studio::kind::PRODUCTION));
+    assert!(matches!(to_record(&schema(crate::catalogue::example::BUDGET), &f, &meta()), Err(EncodeError::OutOfRange { .. })));
+    let mut f = fetched(studio_json_of(crate::catalogue::example::PRODUCTION));
     f.body["budget_id"] = json!(5);
     assert!(
-        to_record(&schema(crate::studio::kind::PRODUCTION), &f, &meta())
+        to_record(&schema(crate::catalogue::example::PRODUCTION), &f, &meta())
             .unwrap_err()
             .to_string()
             .starts_with("`budget_id`: expected a string")
@@ -147,9 +148,9 @@ fn wrong_types_name_the_path() {
 
 #[test]
 fn unknown_enum_symbols_fall_back_to_the_default() {
-    let mut f = fetched(studio_json_of(crate::studio::kind::PAYMENT));
+    let mut f = fetched(studio_json_of(crate::catalogue::example::PAYMENT));
     f.body["status"] = json!("REFUNDED");
-    assert_eq!(field(&round_trip(&schema(crate::studio::kind::PAYMENT), &f), "status"), &Value::Enum(0, "PENDING".into()));
+    assert_eq!(field(&round_trip(&schema(crate::catalogue::example::PAYMENT), &f), "status"), &Value::Enum(0, "PENDING".into()));
     let no_default = Schema::parse_str(
         r#"{"type":"record","name":"R","fields":[{"name":"id","type":"string"},{"name":"version","type":"long"},
             {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}}]}"#,
@@ -170,24 +171,6 @@ fn named_references_resolve() {
     assert_eq!(field(&record, "b"), &Value::Union(1, Box::new(Value::Record(vec![("x".into(), Value::Int(2))]))));
 }
 
-#[tokio::test]
-async fn real_studio_graphql_results_convert() {
-    let studio = crate::studio::Studio::new(&Default::default(), None, crate::metrics::Metrics::new()).unwrap();
-    let gql = crate::studio::graphql::schema(studio.clone());
-    for kind in crate::studio::kind::ALL {
-        let ids = studio.store.list_ids(kind, None, 5);
-        assert!(!ids.is_empty(), "{kind}");
-        let request = async_graphql::Request::new(crate::enrich::fetch::graphql::default_query(Catalogue::example(kind)))
-            .variables(async_graphql::Variables::from_json(json!({ "ids": ids })));
-        let response = serde_json::to_value(gql.execute(request).await).unwrap();
-        let items = response.pointer("/data/items").and_then(Json::as_array).unwrap_or_else(|| panic!("{response}"));
-        assert_eq!(items.len(), ids.len());
-        for item in items {
-            round_trip(&schema(kind), &fetched(item.clone()));
-        }
-    }
-}
-
 #[test]
 fn framing() {
     assert_eq!(decode(&[0, 0, 0, 1, 2, 9, 9]).unwrap(), (258, &[9u8, 9][..]));
@@ -203,7 +186,7 @@ fn framing() {
 
 #[test]
 fn change_events_round_trip_and_evolve() {
-    let mut e = ChangeEvent::new(ChangeType::Delete, crate::studio::kind::CASH_FLOW, "cf-000001", 1_700_000_000_000);
+    let mut e = ChangeEvent::new(ChangeType::Delete, crate::catalogue::example::CASH_FLOW, "cf-000001", 1_700_000_000_000);
     let bytes = change_event_datum(&e).unwrap();
     assert_eq!(decode_change_event(change_event_schema(), &bytes).unwrap(), e);
     (e.version, e.source, e.trace) = (Some(12), Some("studio".into()), Some("00-abc-def-01".into()));
@@ -228,20 +211,20 @@ fn change_events_round_trip_and_evolve() {
     let decoded = decode_change_event(&old, &body).unwrap();
     assert_eq!(
         (decoded.entity, decoded.id.as_str(), decoded.version, decoded.source),
-        (crate::studio::kind::CASH_FLOW, "cf-1", None, None)
+        (crate::catalogue::example::CASH_FLOW, "cf-1", None, None)
     );
     let mut trailing = bytes.clone();
     trailing.push(0);
     assert!(matches!(decode_change_event(change_event_schema(), &trailing), Err(EventDecodeError::Trailing(1))));
-    let unrelated = schema(crate::studio::kind::PAYMENT);
+    let unrelated = schema(crate::catalogue::example::PAYMENT);
     assert!(matches!(decode_change_event(&unrelated, &bytes), Err(EventDecodeError::Avro(_))));
 }
 
 #[test]
 fn garbage_never_panics() {
     let mut rng = SmallRng::seed_from_u64(11);
-    let valid = change_event_datum(&ChangeEvent::new(ChangeType::Create, crate::studio::kind::TALENT, "tal-1", 5)).unwrap();
-    let writers = [change_event_schema().clone(), schema(crate::studio::kind::CASH_FLOW)];
+    let valid = change_event_datum(&ChangeEvent::new(ChangeType::Create, crate::catalogue::example::TALENT, "tal-1", 5)).unwrap();
+    let writers = [change_event_schema().clone(), schema(crate::catalogue::example::CASH_FLOW)];
     for round in 0..4000 {
         let mut bytes: Vec<u8> = if round % 2 == 0 {
             (0..rng.random_range(0..64)).map(|_| rng.random()).collect()

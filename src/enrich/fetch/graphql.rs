@@ -281,13 +281,13 @@ mod tests {
     #[test]
     fn default_query_selects_every_business_field() {
         assert_eq!(
-            default_query(crate::catalogue::Catalogue::example(crate::studio::kind::CASH_FLOW)),
+            default_query(crate::catalogue::Catalogue::example(crate::catalogue::example::CASH_FLOW)),
             "query($ids: [ID!]!) { items: cash_flows(ids: $ids) { id version production_id currency months { month amount } total } \
              tombstones: tombstones(entity: cash_flow, ids: $ids) { id version } }"
         );
-        let talent = default_query(crate::catalogue::Catalogue::example(crate::studio::kind::TALENT));
+        let talent = default_query(crate::catalogue::Catalogue::example(crate::catalogue::example::TALENT));
         assert!(talent.contains("items: talents(ids: $ids) { id version name role deals { production_id fee currency } }"), "{talent}");
-        let production = default_query(crate::catalogue::Catalogue::example(crate::studio::kind::PRODUCTION));
+        let production = default_query(crate::catalogue::Catalogue::example(crate::catalogue::example::PRODUCTION));
         assert!(production.contains("budget_id schedule_id }") && !production.contains("_meta"), "{production}");
     }
 

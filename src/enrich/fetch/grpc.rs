@@ -118,31 +118,31 @@ fn to_json(id: &str, version: i64, body: Body) -> Result<(Option<EntityName>, Va
             (None, value)
         }
         Body::Production(p) => (
-            Some(crate::studio::kind::PRODUCTION),
+            Some(crate::catalogue::example::PRODUCTION),
             json!({ "title": p.title, "status": p.status, "genre": p.genre, "currency": p.currency,
                     "budget_id": p.budget_id, "schedule_id": p.schedule_id }),
         ),
         Body::Talent(t) => (
-            Some(crate::studio::kind::TALENT),
+            Some(crate::catalogue::example::TALENT),
             json!({ "name": t.name, "role": t.role,
                     "deals": t.deals.into_iter().map(|d| json!({ "production_id": d.production_id, "fee": d.fee, "currency": d.currency })).collect::<Vec<_>>() }),
         ),
         Body::Schedule(s) => (
-            Some(crate::studio::kind::SCHEDULE),
+            Some(crate::catalogue::example::SCHEDULE),
             json!({ "production_id": s.production_id, "start_date": format_date(s.start_date), "launch_date": format_date(s.launch_date) }),
         ),
         Body::Budget(b) => (
-            Some(crate::studio::kind::BUDGET),
+            Some(crate::catalogue::example::BUDGET),
             json!({ "production_id": b.production_id, "currency": b.currency, "total": b.total,
                     "lines": b.lines.into_iter().map(|l| json!({ "category": l.category, "amount": l.amount })).collect::<Vec<_>>() }),
         ),
         Body::CashFlow(c) => (
-            Some(crate::studio::kind::CASH_FLOW),
+            Some(crate::catalogue::example::CASH_FLOW),
             json!({ "production_id": c.production_id, "currency": c.currency, "total": c.total,
                     "months": c.months.into_iter().map(|m| json!({ "month": m.month, "amount": m.amount })).collect::<Vec<_>>() }),
         ),
         Body::Payment(p) => (
-            Some(crate::studio::kind::PAYMENT),
+            Some(crate::catalogue::example::PAYMENT),
             json!({ "production_id": p.production_id, "talent_id": p.talent_id, "amount": p.amount, "currency": p.currency,
                     "status": p.status, "due_date": format_date(p.due_date) }),
         ),
@@ -171,7 +171,7 @@ mod tests {
     fn bodies_use_avro_names_and_iso_dates() {
         let body = Body::Schedule(proto::Schedule { production_id: "prod-1".into(), start_date: 0, launch_date: 365 });
         let (kind, json) = to_json("sch-1", 3, body).unwrap();
-        assert_eq!(kind, Some(crate::studio::kind::SCHEDULE));
+        assert_eq!(kind, Some(crate::catalogue::example::SCHEDULE));
         assert_eq!(
             json,
             json!({ "id": "sch-1", "version": 3, "production_id": "prod-1", "start_date": "1970-01-01", "launch_date": "1971-01-01" })

@@ -259,7 +259,7 @@ mod tests {
     fn record(offset: i64, uuids: &[u128], event_ts: i64) -> SinkRecord {
         SinkRecord {
             writer: None,
-            entity: crate::studio::kind::BUDGET,
+            entity: crate::catalogue::example::BUDGET,
             id: "bud-1".into(),
             version: Some(3),
             value: Some(serde_json::json!({"id": "bud-1", "version": 3})),

@@ -165,7 +165,7 @@ mod tests {
     fn rec(id: &str, version: Option<i64>, value: Option<Json>) -> SinkRecord {
         SinkRecord {
             writer: None,
-            entity: crate::studio::kind::PRODUCTION,
+            entity: crate::catalogue::example::PRODUCTION,
             id: id.into(),
             version,
             value,

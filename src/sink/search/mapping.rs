@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn production_mapping_types_each_kind_of_field() {
-        let m = mappings(example(crate::studio::kind::PRODUCTION));
+        let m = mappings(example(crate::catalogue::example::PRODUCTION));
         let p = &m["properties"];
         assert_eq!(p["id"]["type"], "keyword");
         assert_eq!(p["version"]["type"], "long");
@@ -116,23 +116,23 @@ mod tests {
 
     #[test]
     fn money_dates_names_and_nested_records() {
-        let pay = mappings(example(crate::studio::kind::PAYMENT));
+        let pay = mappings(example(crate::catalogue::example::PAYMENT));
         assert_eq!(pay["properties"]["amount"]["type"], "long");
         assert_eq!(pay["properties"]["due_date"], json!({"type": "date", "format": "strict_date"}));
-        let talent = mappings(example(crate::studio::kind::TALENT));
+        let talent = mappings(example(crate::catalogue::example::TALENT));
         assert_eq!(talent["properties"]["name"]["type"], "text");
         assert_eq!(talent["properties"]["deals"]["properties"]["fee"]["type"], "long");
         assert_eq!(talent["properties"]["deals"]["properties"]["production_id"]["type"], "keyword");
-        let cf = mappings(example(crate::studio::kind::CASH_FLOW));
+        let cf = mappings(example(crate::catalogue::example::CASH_FLOW));
         assert_eq!(cf["properties"]["months"]["properties"]["month"]["type"], "keyword");
         assert_eq!(cf["properties"]["total"]["type"], "long");
-        let sch = mappings(example(crate::studio::kind::SCHEDULE));
+        let sch = mappings(example(crate::catalogue::example::SCHEDULE));
         assert_eq!(sch["properties"]["launch_date"]["type"], "date");
     }
 
     #[test]
     fn every_avro_field_is_mapped() {
-        for kind in crate::studio::kind::ALL {
+        for kind in crate::catalogue::example::ALL {
             let schema: Json = serde_json::from_str(&example(kind).text).unwrap();
             let m = mappings(example(kind));
             for f in schema["fields"].as_array().unwrap() {

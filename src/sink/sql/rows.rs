@@ -249,26 +249,29 @@ mod tests {
     }
 
     fn validate_schedule(i: usize, r: &SinkRecord) -> Result<Row, String> {
-        validate(i, r, &table(crate::studio::kind::SCHEDULE))
+        validate(i, r, &table(crate::catalogue::example::SCHEDULE))
     }
 
     fn schedule(id: &str, v: i64, launch: &str) -> SinkRecord {
         let value = json!({"id": id, "version": v, "production_id": "prod-1", "start_date": "2027-01-01", "launch_date": launch});
-        record(crate::studio::kind::SCHEDULE, id, Some(v), Some(value))
+        record(crate::catalogue::example::SCHEDULE, id, Some(v), Some(value))
     }
 
     #[test]
     fn valid_records_become_typed_cells() {
         let value = json!({"id": "cf-1", "version": 2, "production_id": "prod-1", "currency": "USD", "total": 30,
             "months": [{"month": "2027-01", "amount": 10}, {"month": "2027-02", "amount": 20}]});
-        let row =
-            validate_with(0, &table(crate::studio::kind::CASH_FLOW), &record(crate::studio::kind::CASH_FLOW, "cf-1", Some(2), Some(value)))
-                .unwrap();
+        let row = validate_with(
+            0,
+            &table(crate::catalogue::example::CASH_FLOW),
+            &record(crate::catalogue::example::CASH_FLOW, "cf-1", Some(2), Some(value)),
+        )
+        .unwrap();
         let live = row.live.unwrap();
         assert_eq!(live.cells, vec![Cell::Text(Some("prod-1".into())), Cell::Text(Some("USD".into())), Cell::Int(30)]);
         assert_eq!(live.children[0][1], vec![Cell::Text(Some("2027-02-01".into())), Cell::Int(20)]);
         assert!(
-            validate_with(1, &table(crate::studio::kind::PAYMENT), &record(crate::studio::kind::PAYMENT, "pay-1", None, None))
+            validate_with(1, &table(crate::catalogue::example::PAYMENT), &record(crate::catalogue::example::PAYMENT, "pay-1", None, None))
                 .unwrap()
                 .live
                 .is_none()
@@ -281,10 +284,13 @@ mod tests {
             (schedule("sch-1", 1, "2027-02-30"), "launch_date"),
             (schedule("sch-1", 1, "soon"), "launch_date"),
             (schedule("sch-1", 1, "0000-01-01"), "launch_date"),
-            (record(crate::studio::kind::BUDGET, "bud-1", Some(1), Some(json!({"id": "bud-1", "version": 1}))), "production_id"),
-            (record(crate::studio::kind::SCHEDULE, "sch-1", Some(1), Some(json!({"id": "sch-2", "version": 1}))), "does not match the key"),
-            (record(crate::studio::kind::SCHEDULE, "sch-1", Some(1), Some(json!({"id": "sch-1", "version": 3}))), "version"),
-            (record(crate::studio::kind::TALENT, "", None, None), "`id`"),
+            (record(crate::catalogue::example::BUDGET, "bud-1", Some(1), Some(json!({"id": "bud-1", "version": 1}))), "production_id"),
+            (
+                record(crate::catalogue::example::SCHEDULE, "sch-1", Some(1), Some(json!({"id": "sch-2", "version": 1}))),
+                "does not match the key",
+            ),
+            (record(crate::catalogue::example::SCHEDULE, "sch-1", Some(1), Some(json!({"id": "sch-1", "version": 3}))), "version"),
+            (record(crate::catalogue::example::TALENT, "", None, None), "`id`"),
         ];
         for (r, want) in cases {
             let e = validate(0, &r, &table(r.entity)).unwrap_err();
@@ -292,15 +298,23 @@ mod tests {
         }
         let nul = json!({"id": "tal-1", "version": 1, "name": "a\u{0}b", "role": "ACTOR", "deals": []});
         assert!(
-            validate_with(0, &table(crate::studio::kind::TALENT), &record(crate::studio::kind::TALENT, "tal-1", Some(1), Some(nul)))
-                .unwrap_err()
-                .contains("NUL")
+            validate_with(
+                0,
+                &table(crate::catalogue::example::TALENT),
+                &record(crate::catalogue::example::TALENT, "tal-1", Some(1), Some(nul))
+            )
+            .unwrap_err()
+            .contains("NUL")
         );
         let money = json!({"id": "bud-1", "version": 1, "production_id": "p", "currency": "USD", "total": "lots", "lines": []});
         assert!(
-            validate_with(0, &table(crate::studio::kind::BUDGET), &record(crate::studio::kind::BUDGET, "bud-1", Some(1), Some(money)))
-                .unwrap_err()
-                .contains("`total`")
+            validate_with(
+                0,
+                &table(crate::catalogue::example::BUDGET),
+                &record(crate::catalogue::example::BUDGET, "bud-1", Some(1), Some(money))
+            )
+            .unwrap_err()
+            .contains("`total`")
         );
     }
 
@@ -320,7 +334,8 @@ mod tests {
     #[test]
     fn unversioned_tombstone_wins_over_earlier_rows_only() {
         let tomb = |i| {
-            validate_with(i, &table(crate::studio::kind::SCHEDULE), &record(crate::studio::kind::SCHEDULE, "sch-1", None, None)).unwrap()
+            validate_with(i, &table(crate::catalogue::example::SCHEDULE), &record(crate::catalogue::example::SCHEDULE, "sch-1", None, None))
+                .unwrap()
         };
         let (w, _) = newest_per_id(vec![validate_schedule(0, &schedule("sch-1", 4, "2027-03-01")).unwrap(), tomb(1)]);
         assert_eq!(w[0].version, None);

@@ -51,11 +51,11 @@ fn every_avro_type_maps_to_a_documented_column() {
 
 #[test]
 fn the_example_plans_match_the_hand_written_demo_tables() {
-    let cf = Catalogue::example(crate::studio::kind::CASH_FLOW);
+    let cf = Catalogue::example(crate::catalogue::example::CASH_FLOW);
     let t = Table::of(cf.name, &cf.schema).unwrap();
     assert_eq!(t.children[0].table, "\"cash_flow_month\"");
     assert_eq!(t.children[0].columns[0].col, Col::Month, "the slate.sql.type attribute");
-    let talent = Catalogue::example(crate::studio::kind::TALENT);
+    let talent = Catalogue::example(crate::catalogue::example::TALENT);
     assert_eq!(Table::of(talent.name, &talent.schema).unwrap().children[0].table, "\"talent_deal\"");
 }
 
