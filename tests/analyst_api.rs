@@ -18,7 +18,14 @@ use slate::sink::{Sink, SinkRecord};
 use std::time::Duration;
 
 fn sql_config(url: &str) -> SqlSinkConfig {
-    SqlSinkConfig { database_url: SecretUrl::new(url), max_connections: 2, refresh_interval: Duration::ZERO }
+    let views = if url.starts_with("sqlite:") { "migrations/sqlite" } else { "migrations/sql" };
+    SqlSinkConfig {
+        database_url: SecretUrl::new(url),
+        max_connections: 2,
+        refresh_interval: Duration::ZERO,
+        migrations: Some(views.into()),
+        refresh_views: if url.starts_with("sqlite:") { vec![] } else { vec!["budget_vs_actuals".into()] },
+    }
 }
 
 /// A SQLite database seeded through `SqliteSink` with `records`, and an (empty) audit dir.
@@ -331,7 +338,9 @@ async fn connect_names_missing_tables_and_unreachable_databases() {
     let audit = TempPath::new("slate-api-audit");
     let missing = TempPath::new("slate-api-db");
     let err = Analyst::connect(&api_config(&missing.sqlite_url(), &audit.0, &[])).await.err().expect("no database file");
-    assert_eq!(err.to_string(), format!("no SQL sink tables in {}; start `slate run sink sql` first", missing.sqlite_url()));
+    let message = err.to_string();
+    assert!(message.starts_with(&format!("no SQL sink tables in {}; start `slate run sink sql` first", missing.sqlite_url())), "{message}");
+    assert!(message.contains("sinks.sql.migrations"), "the message names the setting that adds the views: {message}");
     assert!(!missing.0.exists(), "the API never creates the sink's database");
 
     // A database that exists but was never migrated by the sink.

@@ -79,6 +79,8 @@ async fn scenario(db_url: reqwest::Url, audit_dir: std::path::PathBuf) {
     cfg.sinks.dlq_topic = cfg.enricher.dlq_topic.clone();
     cfg.sinks.sql.database_url = SecretUrl::new(db_url.as_str());
     cfg.sinks.sql.refresh_interval = Duration::from_secs(1);
+    cfg.sinks.sql.migrations = Some("migrations/sql".into());
+    cfg.sinks.sql.refresh_views = vec!["budget_vs_actuals".into()];
     cfg.sinks.search.url = env("TEST_ES_URL");
     cfg.sinks.search.index_prefix = format!("{}-", unique("e2e"));
     cfg.sinks.audit.dir = audit_dir.clone();

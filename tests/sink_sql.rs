@@ -23,7 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn sql_config(url: &str, refresh: Duration) -> SqlSinkConfig {
-    SqlSinkConfig { database_url: SecretUrl::new(url), max_connections: 4, refresh_interval: refresh }
+    SqlSinkConfig {
+        database_url: SecretUrl::new(url),
+        max_connections: 4,
+        refresh_interval: refresh,
+        migrations: Some("migrations/sql".into()),
+        refresh_views: vec!["budget_vs_actuals".into()],
+    }
 }
 
 async fn write(sink: &SqlSink, batch: &[SinkRecord]) -> WriteOutcome {
@@ -45,7 +51,7 @@ async fn payment_row(pool: &PgPool, id: &str) -> (i64, bool, Option<i64>) {
 async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
     with_pg_database("slate_sql", |url| async move {
         let sink = SqlSink::connect(&sql_config(&url, Duration::ZERO), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
-        SqlSink::migrate(sink.pool()).await.expect("migrations are applied once, a second run is a no-op");
+        SqlSink::migrate(sink.pool(), &analyst_views()).await.expect("migrations are applied once, a second run is a no-op");
         let pool = sink.pool().clone();
         let p = |v, amount| payment("pay-1", v, "prod-1", amount, "PENDING", "USD");
 
@@ -303,7 +309,7 @@ async fn database_outage_is_unavailable_then_the_same_batch_succeeds() {
         proxied.set_host(Some("127.0.0.1")).unwrap();
         proxied.set_port(Some(proxy.addr.port())).unwrap();
         let pool = PgPoolOptions::new().max_connections(2).acquire_timeout(Duration::from_secs(2)).connect(proxied.as_str()).await.unwrap();
-        SqlSink::migrate(&pool).await.expect("migrations");
+        SqlSink::migrate(&pool, &analyst_views()).await.expect("migrations");
         let sink = SqlSink::from_pool(pool.clone());
         assert_eq!(write(&sink, &[payment("pay-1", 1, "prod-1", 10, "PENDING", "USD")]).await, outcome(1, 0));
 
@@ -447,4 +453,9 @@ async fn end_to_end_converges_after_a_crash_and_a_replay_changes_nothing() {
         pool.close().await;
     })
     .await;
+}
+
+/// The analyst views the sink applies as the deployment's own migrations.
+fn analyst_views() -> Vec<slate::sink::sql::migrations::Migration> {
+    slate::sink::sql::migrations::read(Some(std::path::Path::new("migrations/sql"))).expect("the analyst views read")
 }

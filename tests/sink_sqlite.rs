@@ -47,7 +47,13 @@ impl Drop for TempDb {
 }
 
 fn sql_config(url: &str) -> SqlSinkConfig {
-    SqlSinkConfig { database_url: SecretUrl::new(url), max_connections: 4, refresh_interval: Duration::from_secs(30) }
+    SqlSinkConfig {
+        database_url: SecretUrl::new(url),
+        max_connections: 4,
+        refresh_interval: Duration::from_secs(30),
+        migrations: Some("migrations/sqlite".into()),
+        refresh_views: vec![],
+    }
 }
 
 async fn write(sink: &dyn Sink, batch: &[SinkRecord]) -> WriteOutcome {
@@ -69,7 +75,7 @@ async fn payment_row(pool: &SqlitePool, id: &str) -> (i64, bool, Option<i64>) {
 async fn version_guard_rejects_stale_duplicate_and_post_delete_writes() {
     let db = TempDb::new();
     let sink = SqliteSink::connect(&sql_config(&db.url()), &slate::catalogue::Catalogue::built_in()).await.expect("connect");
-    SqliteSink::migrate(sink.pool()).await.expect("migrations are applied once, a second run is a no-op");
+    SqliteSink::migrate(sink.pool(), &analyst_views()).await.expect("migrations are applied once, a second run is a no-op");
     let pool = sink.pool().clone();
     let p = |v, amount| payment("pay-1", v, "prod-1", amount, "PENDING", "USD");
 
@@ -452,4 +458,9 @@ async fn end_to_end_converges_to_the_studio_and_verify_finds_no_drift() {
     registry.stop().await;
     pool.close().await;
     drop(sink);
+}
+
+/// The analyst views the sink applies as the deployment's own migrations.
+fn analyst_views() -> Vec<slate::sink::sql::migrations::Migration> {
+    slate::sink::sql::migrations::read(Some(std::path::Path::new("migrations/sqlite"))).expect("the analyst views read")
 }

@@ -87,7 +87,21 @@ async fn postgres_tables_are_created_and_evolved_from_the_record() {
     with_pg_database("slate_gen", |url| async move {
         let dir = std::env::temp_dir().join(unique("slate-gen"));
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = SqlSinkConfig { database_url: SecretUrl::new(url.clone()), max_connections: 2, refresh_interval: Duration::ZERO };
+        // The deployment's own SQL, applied after the generated tables: a view over one of them.
+        let own = dir.join("sql");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(
+            own.join("0001_totals.sql"),
+            "CREATE VIEW ledger_totals AS SELECT count(*) AS n, sum(total_cents)::bigint AS cents FROM ledger WHERE NOT deleted",
+        )
+        .unwrap();
+        let cfg = SqlSinkConfig {
+            database_url: SecretUrl::new(url.clone()),
+            max_connections: 2,
+            refresh_interval: Duration::ZERO,
+            migrations: Some(own),
+            ..SqlSinkConfig::default()
+        };
         let sink = slate::sink::sql::connect_any(&cfg, &catalogue(&dir)).await.unwrap();
         assert_halts_only_the_ledger(&evolve(sink.as_ref()).await);
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
@@ -100,7 +114,9 @@ async fn postgres_tables_are_created_and_evolved_from_the_record() {
         assert_eq!(lines, 2);
         let views: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pg_views WHERE viewname = 'cash_flow_by_month'").fetch_one(&pool).await.unwrap();
-        assert_eq!(views, 0, "the example views come only with the built-in catalogue");
+        assert_eq!(views, 0, "the example views come only when configured");
+        let totals: (i64, Option<i64>) = sqlx::query_as("SELECT n, cents FROM ledger_totals").fetch_one(&pool).await.unwrap();
+        assert_eq!(totals, (2, Some(2400)), "the deployment's view reads the generated table");
         pool.close().await;
         std::fs::remove_dir_all(&dir).ok();
     })
@@ -112,7 +128,12 @@ async fn sqlite_tables_are_created_and_evolved_from_the_record() {
     let dir = std::env::temp_dir().join(unique("slate-gen"));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("gen.db").display());
-    let cfg = SqlSinkConfig { database_url: SecretUrl::new(url.clone()), max_connections: 2, refresh_interval: Duration::ZERO };
+    let cfg = SqlSinkConfig {
+        database_url: SecretUrl::new(url.clone()),
+        max_connections: 2,
+        refresh_interval: Duration::ZERO,
+        ..SqlSinkConfig::default()
+    };
     let sink = slate::sink::sql::connect_any(&cfg, &catalogue(&dir)).await.unwrap();
     assert_halts_only_the_ledger(&evolve(sink.as_ref()).await);
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();

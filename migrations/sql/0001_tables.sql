@@ -1,5 +1,6 @@
--- SQL sink: one table per entity (slate.<entity>.enriched), applied once by `SqlSink::migrate`
--- (recorded in slate_sql_migrations) under an advisory lock. Written to be idempotent as well.
+-- The studio example's tables, one per entity (slate.<entity>.enriched): the deployment's own SQL
+-- (sinks.sql.migrations), applied once after the tables the sink generates from the records, whose
+-- names and columns these match (CREATE … IF NOT EXISTS: they add the indexes and foreign keys).
 --
 -- Every entity table has:
 --   id          the entity id (the Kafka key), primary key

@@ -1,5 +1,5 @@
 -- SQL sink on SQLite: the same tables as migrations/sql/0001_tables.sql (PostgreSQL), applied
--- once by `SqliteSink::migrate` (recorded in slate_sql_migrations) inside a BEGIN IMMEDIATE
+-- once (sinks.sql.migrations, after the generated tables; recorded in slate_sql_migrations) inside a BEGIN IMMEDIATE
 -- transaction, which serializes concurrent starts the way PostgreSQL's advisory lock does.
 --
 -- Every entity table has:

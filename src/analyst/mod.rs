@@ -5,10 +5,11 @@
 //!
 //! # Contracts
 //! - **Read-only.** Nothing here writes: database sessions are read-only (see `db.rs`), the
-//!   audit tree is only listed and read. The API never migrates; it needs the sink's views and
-//!   says so ([`AnalystError::NoTables`]) when they are missing.
+//!   audit tree is only listed and read. The API never migrates; it needs the views the SQL sink
+//!   applies from [`views`] (`sinks.sql.migrations`) and says so ([`AnalystError::NoTables`])
+//!   when they are missing.
 //! - **Freshness is the sink's.** On PostgreSQL, production numbers come from a materialized view
-//!   the sink refreshes every `sinks.sql.refresh_interval`; cash flow is always current; SQLite
+//!   the sink refreshes (`sinks.sql.refresh_views`) every `sinks.sql.refresh_interval`; cash flow is always current; SQLite
 //!   views are always current. History shows what the audit sink has durably written.
 //! - **Bounded work per request.** Depth and complexity limits refuse abusive queries before they
 //!   run, `first` is capped by `api.max_page_size`, pagination is keyset (no OFFSET scans), the
@@ -28,6 +29,7 @@ mod http;
 mod model;
 mod queries;
 mod schema;
+pub mod views;
 
 pub use db::Db;
 pub use http::router;
@@ -48,7 +50,10 @@ pub enum AnalystError {
     #[error("invalid database url '{url}': {reason}")]
     InvalidUrl { url: String, reason: String },
     /// The sink has not created its tables and views there yet.
-    #[error("no SQL sink tables in {url}; start `slate run sink sql` first")]
+    #[error(
+        "no SQL sink tables in {url}; start `slate run sink sql` first, with sinks.sql.migrations set to the analyst views \
+         (migrations/sql, or migrations/sqlite for SQLite) and sinks.sql.refresh_views = [\"budget_vs_actuals\"] on PostgreSQL"
+    )]
     NoTables { url: String },
 }
 

@@ -162,11 +162,6 @@ impl Catalogue {
         Ok(Catalogue { entities })
     }
 
-    /// Whether this is the built-in example catalogue (whose example SQL views a sink adds).
-    pub fn is_built_in(&self) -> bool {
-        std::ptr::eq(self, &**BUILT_IN)
-    }
-
     pub fn get(&self, name: EntityName) -> Option<&Entity> {
         self.entities.iter().find(|e| e.name == name)
     }

@@ -55,10 +55,15 @@ pub struct SqlSinkConfig {
     /// scheme picks the backend (see `sink::sql::connect_any`).
     pub database_url: SecretUrl,
     pub max_connections: u32,
-    /// How often the analyst materialized views are refreshed (their staleness bound; PostgreSQL
-    /// only: SQLite's views are plain and always current).
+    /// How often `refresh_views` are refreshed (their staleness bound).
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// A directory of `NNNN_name.sql` files applied once each, in version order, after the
+    /// catalogue's generated tables: the deployment's views, indexes, grants (`sink::sql::migrations`).
+    pub migrations: Option<PathBuf>,
+    /// Materialized views (created by `migrations`) the sink refreshes `CONCURRENTLY` every
+    /// `refresh_interval`; PostgreSQL only (SQLite has plain views, always current).
+    pub refresh_views: Vec<String>,
 }
 
 impl SqlSinkConfig {
@@ -74,6 +79,8 @@ impl Default for SqlSinkConfig {
             database_url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/slate"),
             max_connections: 4,
             refresh_interval: Duration::from_secs(30),
+            migrations: None,
+            refresh_views: Vec::new(),
         }
     }
 }
@@ -143,6 +150,26 @@ impl SinksConfig {
         if self.sql.refresh_interval < Duration::from_secs(1) {
             return Err(invalid("sinks.sql.refresh_interval", "must be at least 1s; it bounds how stale the analyst views are"));
         }
+        if let Some(dir) = &self.sql.migrations
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "sinks.sql.migrations",
+                format!("{} is not a directory; point it at a directory of NNNN_name.sql files, or remove the key", dir.display()),
+            ));
+        }
+        if let Some(bad) = self.sql.refresh_views.iter().find(|v| !is_sql_name(v)) {
+            return Err(invalid(
+                "sinks.sql.refresh_views",
+                format!("{bad:?} is not a view name; use [schema.]name of letters, digits and underscores"),
+            ));
+        }
+        if self.sql.is_sqlite() && !self.sql.refresh_views.is_empty() {
+            return Err(invalid(
+                "sinks.sql.refresh_views",
+                "SQLite has no materialized views (its views are always current); remove the key for a sqlite: database_url",
+            ));
+        }
         if self.sql.max_connections == 0 {
             return Err(invalid("sinks.sql.max_connections", "must be at least 1"));
         }
@@ -157,5 +184,16 @@ impl SinksConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A plain or schema-qualified SQL identifier (no quoting needed, nothing to inject).
+fn is_sql_name(name: &str) -> bool {
+    let part = |p: &str| {
+        p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match name.split_once('.') {
+        Some((schema, view)) => part(schema) && part(view),
+        None => part(name),
     }
 }

@@ -182,3 +182,15 @@ fn the_catalogue_is_declared_in_config_and_checked_at_load() {
     assert!(e.contains("catalogue.entities.contract.schema") && e.contains("Contract.avsc"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn sql_migrations_and_refresh_views_are_checked_by_name() {
+    let e = err(load_str("[sinks.sql]\nmigrations = \"no/such/dir\"\n", &[]));
+    assert!(e.contains("sinks.sql.migrations") && e.contains("not a directory"), "{e}");
+    let e = err(load_str("[sinks.sql]\nrefresh_views = [\"v; DROP TABLE payment\"]\n", &[]));
+    assert!(e.contains("sinks.sql.refresh_views") && e.contains("not a view name"), "{e}");
+    let e = err(load_str("[sinks.sql]\ndatabase_url = \"sqlite://x.db\"\nrefresh_views = [\"v\"]\n", &[]));
+    assert!(e.contains("sinks.sql.refresh_views") && e.contains("SQLite has no materialized views"), "{e}");
+    let c = load_str("[sinks.sql]\nmigrations = \"migrations/sql\"\nrefresh_views = [\"public.budget_vs_actuals\"]\n", &[]).unwrap();
+    assert_eq!(c.sinks.sql.refresh_views, ["public.budget_vs_actuals"]);
+}

@@ -112,10 +112,16 @@ pub fn config(opts: &DemoOptions, bootstrap: &str, registry_url: &str) -> Result
         ov("studio.load.mutations_per_sec", format!("{:?}", opts.mutations_per_sec)),
         ov("sinks.sql.database_url", quoted(format!("sqlite://{}", db.display()))),
         ov("sinks.audit.dir", quoted(opts.data_dir.join("audit").display().to_string())),
+        ov("sinks.sql.migrations", quoted(opts.data_dir.join("sql").display().to_string())),
     ];
     if let Some(url) = &opts.search_url {
         o.push(ov("sinks.search.url", quoted(url)));
     }
+    // The analyst views, as the deployment's own SQL (the demo runs from anywhere: embedded).
+    crate::analyst::views::write_to(&opts.data_dir.join("sql"), true).map_err(|e| ConfigError::Invalid {
+        key: "sinks.sql.migrations".into(),
+        message: format!("cannot write the analyst views: {e}"),
+    })?;
     let mut cfg = Config::load(None, &o)?;
     // One HTTP server serves every metric of the process (the dashboard's /metrics).
     cfg.enricher.metrics_listen = None;

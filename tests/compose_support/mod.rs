@@ -94,16 +94,49 @@ pub fn env_of(name: &str, s: &Service) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The binary with exactly `env` (and PATH), as in the container; outside the repository.
+/// The binary with exactly `env` (and PATH), as in the container: outside the repository, in
+/// a directory holding only what the Dockerfile copies into the image's working directory.
 pub fn slate(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_slate"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env)
         .args(args)
-        .current_dir(std::env::temp_dir())
+        .current_dir(image_workdir())
         .output()
         .expect("slate runs")
+}
+
+/// The runtime image's `WORKDIR /opt/slate`, rebuilt from the Dockerfile's
+/// `COPY <repo path> /opt/slate/<path>` lines (once per test process).
+fn image_workdir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("slate-image-{}", uuid::Uuid::new_v4().simple()));
+        let dockerfile = std::fs::read_to_string(DOCKERFILE).expect("read the Dockerfile");
+        for line in dockerfile.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["COPY", from, to] = words[..]
+                && let Some(to) = to.strip_prefix("/opt/slate/")
+            {
+                copy_tree(Path::new(from), &dir.join(to));
+            }
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} → {}: {e}", from.display(), to.display()));
+    }
 }
 
 pub fn config_check(env: &BTreeMap<String, String>) -> Result<(), String> {

@@ -1,5 +1,5 @@
-//! The SQL sink: enriched records → PostgreSQL tables analysts query, plus views answering the
-//! finance questions (budget vs paid vs projected, cash flow by month, productions over budget).
+//! The SQL sink: enriched records → PostgreSQL tables analysts query, created and evolved from
+//! the catalogue's records, plus the deployment's own SQL (views, indexes) on top of them.
 //!
 //! # Guarantees
 //! - **Idempotent by id + source version.** Each entity has a table keyed by `id` with a
@@ -31,29 +31,29 @@
 //!   [`SinkError::Unavailable`] (the runner retries the same batch with backoff); anything else
 //!   (authentication, missing tables, SQL bugs) → [`SinkError::Fatal`].
 //!
-//! # Schema (`migrations/sql/`)
-//! Typed columns for the business fields (text, bigint money in minor units, date; enums as
-//! text, so new symbols need no migration). Nested arrays are child tables
-//! (`talent_deal`, `budget_line`, `cash_flow_month`, keyed by parent id + ordinal) rather than
-//! jsonb: analysts join and aggregate them with plain SQL and indexes (payments per production,
-//! spend per month) instead of `jsonb_array_elements`. Children are replaced whenever their
-//! parent row is applied, in the same transaction, after the parent upsert has locked the row.
-//! Migrations are embedded, applied in order at [`SqlSink::connect`] under an advisory lock and
-//! recorded in `slate_sql_migrations`, so several sink processes may start at once.
+//! # Schema (`plan.rs`, `tables.rs`)
+//! Typed columns for the business fields (text, bigint, numeric, date; enums as text, so new
+//! symbols need no migration). Arrays of records are child tables (`<entity>_<field minus s>`,
+//! keyed by parent id + ordinal) rather than jsonb: analysts join and aggregate them with plain
+//! SQL and indexes instead of `jsonb_array_elements`. Children are replaced whenever their parent
+//! row is applied, in the same transaction, after the parent upsert has locked the row. The DDL
+//! runs at [`SqlSink::connect`] under an advisory lock, so several sink processes may start at
+//! once.
 //!
-//! # Views and refresh policy
-//! `budget_vs_actuals` is a materialized view (it aggregates every payment, the table that grows
-//! without bound): a background task started by [`SqlSink::connect`] refreshes it
-//! `CONCURRENTLY` (readers never block) once at start and then every
-//! `sinks.sql.refresh_interval`, so it lags the tables by at most that interval plus one refresh
-//! (a zero interval disables the task; call [`SqlSink::refresh_views`] yourself).
-//! `over_budget_productions` filters it (same staleness). `cash_flow_by_month` is a plain view
-//! (an indexed join, cheap) and always current. Deleted rows never appear in any view.
+//! # The deployment's SQL and refresh policy
+//! `sinks.sql.migrations` names a directory of `NNNN_name.sql` files ([`migrations`]) applied
+//! once each, after the generated tables, under the same lock, recorded in
+//! `slate_sql_migrations`: the example's analyst views (`migrations/sql/`) come this way, and
+//! nothing in the sink knows them. `sinks.sql.refresh_views` names materialized views a
+//! background task refreshes `CONCURRENTLY` (readers never block) once at start and then every
+//! `sinks.sql.refresh_interval`, so they lag the tables by at most that interval plus one
+//! refresh (a zero interval disables the task; call [`SqlSink::refresh_views`] yourself).
 //!
 //! # SQLite
 //! A `sqlite:` URL selects [`SqliteSink`] instead (the embedded demo): same tables, guarantees
 //! and view names, plain views only. [`connect_any`] dispatches on the scheme.
 
+pub mod migrations;
 mod plan;
 mod rows;
 mod sqlite;
@@ -75,16 +75,10 @@ use std::time::{Duration, Instant};
 use tables::Tables;
 use tokio::task::JoinHandle;
 
-/// Embedded migrations, applied in order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "tables", include_str!("../../../migrations/sql/0001_tables.sql")),
-    (2, "views", include_str!("../../../migrations/sql/0002_views.sql")),
-];
 /// Arbitrary constant key of the advisory lock serializing the sink's DDL ("slatesql").
 const DDL_LOCK_KEY: i64 = 0x736c_6174_6573_716c;
 /// How long a write waits for a pooled connection before the batch counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-const REFRESH_STATEMENTS: &[&str] = &["REFRESH MATERIALIZED VIEW CONCURRENTLY budget_vs_actuals"];
 
 use tables::Plans;
 
@@ -116,45 +110,46 @@ pub async fn connect_any(cfg: &SqlSinkConfig, catalogue: &Catalogue) -> Result<A
 pub struct SqlSink {
     pool: PgPool,
     tables: Tables,
+    /// `sinks.sql.refresh_views`.
+    refresh: Arc<[String]>,
     refresher: Option<JoinHandle<()>>,
 }
 
 impl SqlSink {
-    /// Connects, applies the migrations and starts the view refresher. An unreachable database
-    /// is [`SinkError::Unavailable`] (the caller may retry); bad credentials or a failing
-    /// migration are [`SinkError::Fatal`].
-    /// The catalogue's tables are created (or evolved) from its records; the built-in example
-    /// catalogue also gets its hand-written example tables and analyst views (`migrations/sql/`)
-    /// and the view refresher.
+    /// Connects, creates (or evolves) the catalogue's tables from its records, applies the
+    /// deployment's migrations (`sinks.sql.migrations`, after the tables, see [`migrations`]) and
+    /// starts the refresher of `sinks.sql.refresh_views`. An unreachable database is
+    /// [`SinkError::Unavailable`] (the caller may retry); bad credentials, an unreadable
+    /// migrations directory or a failing migration are [`SinkError::Fatal`].
     pub async fn connect(cfg: &SqlSinkConfig, catalogue: &Catalogue) -> Result<SqlSink, SinkError> {
+        let own = migrations::read(cfg.migrations.as_deref())?;
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(cfg.database_url.expose())
             .await
             .map_err(classify)?;
-        let example = catalogue.is_built_in();
-        if example {
-            Self::migrate(&pool).await?;
-        }
         let tables = Tables::of(catalogue)?;
         for (entity, reason) in apply_ddl(&pool, &tables.all()).await? {
             tables.halt(entity, reason);
         }
-        let refresher =
-            (example && !cfg.refresh_interval.is_zero()).then(|| tokio::spawn(refresh_forever(pool.clone(), cfg.refresh_interval)));
-        Ok(SqlSink { pool, tables, refresher })
+        Self::migrate(&pool, &own).await?;
+        let refresh: Arc<[String]> = cfg.refresh_views.clone().into();
+        let refresher = (!refresh.is_empty() && !cfg.refresh_interval.is_zero())
+            .then(|| tokio::spawn(refresh_forever(pool.clone(), refresh.clone(), cfg.refresh_interval)));
+        Ok(SqlSink { pool, tables, refresh, refresher })
     }
 
     /// A sink of the built-in catalogue on an existing pool, without DDL or refresher (tests;
     /// see [`Self::migrate`]).
     pub fn from_pool(pool: PgPool) -> SqlSink {
         let tables = Tables::of(&Catalogue::built_in()).expect("the built-in catalogue has SQL plans (tested)");
-        SqlSink { pool, tables, refresher: None }
+        SqlSink { pool, tables, refresh: Arc::from([]), refresher: None }
     }
 
-    /// Applies the embedded migrations not yet recorded in `slate_sql_migrations`.
-    pub async fn migrate(pool: &PgPool) -> Result<(), SinkError> {
+    /// Applies the `migrations` not yet recorded in `slate_sql_migrations`, under the DDL lock
+    /// (several sink processes may start at once), in one transaction.
+    pub async fn migrate(pool: &PgPool, migrations: &[migrations::Migration]) -> Result<(), SinkError> {
         let mut tx = pool.begin().await.map_err(classify)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK_KEY).execute(&mut *tx).await.map_err(classify)?;
         sqlx::raw_sql(
@@ -165,22 +160,25 @@ impl SqlSink {
         .await
         .map_err(classify)?;
         let done: Vec<i32> = sqlx::query_scalar("SELECT version FROM slate_sql_migrations").fetch_all(&mut *tx).await.map_err(classify)?;
-        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| !done.contains(v)) {
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(|e| SinkError::Fatal(format!("sql migration {version} ({name}): {e}")))?;
+        for m in migrations.iter().filter(|m| !done.contains(&m.version)) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| SinkError::Fatal(format!("sql migration {} ({}): {e}", m.version, m.name)))?;
             sqlx::query("INSERT INTO slate_sql_migrations (version, name) VALUES ($1, $2)")
-                .bind(version)
-                .bind(name)
+                .bind(m.version)
+                .bind(&m.name)
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-            tracing::info!(version, name, "applied sql sink migration");
+            tracing::info!(version = m.version, name = %m.name, "applied sql sink migration");
         }
         tx.commit().await.map_err(classify)
     }
 
     /// Refreshes the materialized views now.
     pub async fn refresh_views(&self) -> Result<(), SinkError> {
-        refresh(&self.pool).await
+        refresh(&self.pool, &self.refresh).await
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -262,22 +260,25 @@ impl Sink for SqlSink {
     }
 }
 
-async fn refresh(pool: &PgPool) -> Result<(), SinkError> {
-    for statement in REFRESH_STATEMENTS {
-        sqlx::query(*statement).execute(pool).await.map_err(classify)?;
+/// `REFRESH MATERIALIZED VIEW CONCURRENTLY` each of `views` (readers never block; each view
+/// needs a unique index). The names were checked as SQL identifiers by the config.
+async fn refresh(pool: &PgPool, views: &[String]) -> Result<(), SinkError> {
+    for view in views {
+        let statement = format!("REFRESH MATERIALIZED VIEW CONCURRENTLY {view}");
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.map_err(classify)?;
     }
     Ok(())
 }
 
 /// Refreshes at start, then every `every` (measured from the start of the previous refresh; a
 /// refresh longer than `every` delays the next one instead of overlapping it).
-async fn refresh_forever(pool: PgPool, every: Duration) {
+async fn refresh_forever(pool: PgPool, views: Arc<[String]>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let started = Instant::now();
-        match refresh(&pool).await {
+        match refresh(&pool, &views).await {
             Ok(()) => tracing::debug!(took = ?started.elapsed(), "refreshed sql sink views"),
             Err(e) => tracing::warn!(error = %e, "refreshing sql sink views failed; views stay stale until the next attempt"),
         }

@@ -25,13 +25,12 @@
 //! lives as long as the sink: its pool keeps exactly one connection open forever (a shared-cache
 //! in-memory database vanishes with its last connection).
 //!
-//! # Schema and views (`migrations/sqlite/`)
+//! # Schema and the deployment's SQL
 //! STRICT tables with the PostgreSQL tables' names and columns; dates are `YYYY-MM-DD` text
-//! (checked), timestamps ISO-8601 UTC text, booleans 0/1. The views `budget_vs_actuals`,
-//! `over_budget_productions` and `cash_flow_by_month` have the PostgreSQL views' names and
-//! columns but are plain views (SQLite has no materialized ones): always current, nothing to
-//! refresh, computed per query. Migrations are embedded, applied at [`SqliteSink::connect`] in
-//! one `BEGIN IMMEDIATE` transaction (serializing concurrent starts) and recorded in
+//! (checked), timestamps ISO-8601 UTC text, booleans 0/1. `sinks.sql.migrations` (for SQLite:
+//! SQLite's dialect; the example's analyst views are `migrations/sqlite/`, plain views, always
+//! current) is applied at [`SqliteSink::connect`] after the generated tables, in one
+//! `BEGIN IMMEDIATE` transaction (serializing concurrent starts), recorded in
 //! `slate_sql_migrations`.
 
 use super::rows::{self, Row};
@@ -46,11 +45,6 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Embedded migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "tables", include_str!("../../../migrations/sqlite/0001_tables.sql")),
-    (2, "views", include_str!("../../../migrations/sqlite/0002_views.sql")),
-];
 /// How long a transaction waits for SQLite's write lock before the batch counts as unavailable.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a write waits for a pooled connection before the batch counts as unavailable.
@@ -79,11 +73,12 @@ pub struct SqliteSink {
 
 impl SqliteSink {
     /// Opens (creating if missing) the database `cfg.database_url` names and applies the
-    /// migrations. A malformed URL or a path that cannot be opened is [`SinkError::Fatal`] (an
+    /// catalogue's tables (created or evolved from its records), then the deployment's
+    /// migrations (`sinks.sql.migrations`, see [`super::migrations`]). A malformed URL, a path
+    /// that cannot be opened or an unreadable migrations directory is [`SinkError::Fatal`] (an
     /// operator must fix the config); a locked database is [`SinkError::Unavailable`].
-    /// The catalogue's tables are created (or evolved) from its records; the built-in example
-    /// catalogue also gets its example tables and views (`migrations/sqlite/`).
     pub async fn connect(cfg: &SqlSinkConfig, catalogue: &Catalogue) -> Result<SqliteSink, SinkError> {
+        let own = super::migrations::read(cfg.migrations.as_deref())?;
         let url = cfg.database_url.expose();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| SinkError::Fatal(format!("sqlite: invalid database_url '{}': {e}", cfg.database_url.redacted())))?
@@ -108,13 +103,11 @@ impl SqliteSink {
                 .await
         }
         .map_err(classify)?;
-        if catalogue.is_built_in() {
-            Self::migrate(&pool).await?;
-        }
         let tables = Tables::of(catalogue)?;
         for (entity, reason) in apply_ddl(&pool, &tables.all()).await? {
             tables.halt(entity, reason);
         }
+        Self::migrate(&pool, &own).await?;
         Ok(SqliteSink { pool, tables })
     }
 
@@ -125,8 +118,8 @@ impl SqliteSink {
         SqliteSink { pool, tables }
     }
 
-    /// Applies the embedded migrations not yet recorded in `slate_sql_migrations`.
-    pub async fn migrate(pool: &SqlitePool) -> Result<(), SinkError> {
+    /// Applies the `migrations` not yet recorded in `slate_sql_migrations`, in one transaction.
+    pub async fn migrate(pool: &SqlitePool, migrations: &[super::migrations::Migration]) -> Result<(), SinkError> {
         let mut tx = pool.begin_with(BEGIN).await.map_err(classify)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS slate_sql_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
@@ -135,19 +128,19 @@ impl SqliteSink {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM slate_sql_migrations").fetch_all(&mut *tx).await.map_err(classify)?;
-        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| !done.contains(v)) {
-            sqlx::raw_sql(*sql)
+        let done: Vec<i32> = sqlx::query_scalar("SELECT version FROM slate_sql_migrations").fetch_all(&mut *tx).await.map_err(classify)?;
+        for m in migrations.iter().filter(|m| !done.contains(&m.version)) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str()))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| SinkError::Fatal(format!("sqlite migration {version} ({name}): {e}")))?;
+                .map_err(|e| SinkError::Fatal(format!("sqlite migration {} ({}): {e}", m.version, m.name)))?;
             sqlx::query("INSERT INTO slate_sql_migrations (version, name) VALUES (?1, ?2)")
-                .bind(version)
-                .bind(name)
+                .bind(m.version)
+                .bind(&m.name)
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-            tracing::info!(version, name, "applied sqlite sink migration");
+            tracing::info!(version = m.version, name = %m.name, "applied sqlite sink migration");
         }
         tx.commit().await.map_err(classify)
     }
