@@ -1,28 +1,16 @@
 //! slate: studio-finance event enrichment.
 //!
-//! Data flows one way: studio services publish ID-only change events, the enricher fetches the
+//! Data flows one way: services publish ID-only change events, the enricher fetches the
 //! current state from the source of truth and emits Avro records, and independent sinks write
 //! them idempotently. See `README.md` for the architecture and the delivery guarantees.
+//!
+//! This crate is the command line. The platform is `slate-core` (`crates/core`), which knows no
+//! entity; the studio example (its source of truth, analyst API and demo) is `slate-studio`
+//! (`crates/studio`), built on the platform like any deployment. Both are re-exported here, so
+//! `slate::enrich` and `slate::studio` name the same modules as in their crates.
 
-pub mod analyst;
+pub use slate_core::*;
+pub use slate_studio::{analyst, demo, studio};
+
 pub mod bench;
-pub mod catalogue;
 pub mod cli;
-pub mod config;
-pub mod dashboard;
-pub mod demo;
-pub mod enrich;
-pub mod event;
-pub mod health;
-pub mod kafka;
-pub mod metrics;
-pub mod progress;
-pub mod proto;
-pub mod registry;
-pub mod replay;
-pub mod schema;
-pub mod schemas;
-pub mod sink;
-pub mod studio;
-pub mod time;
-pub mod verify;

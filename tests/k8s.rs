@@ -29,14 +29,14 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
     docs.iter().find(|d| d["kind"] == kind)
 }
 
-/// Metric names slate exports: each `register("name", …)` of `src/metrics.rs` under the `slate_`
+/// Metric names slate exports: each `register("name", …)` of `crates/core/src/metrics.rs` under the `slate_`
 /// prefix, with the suffixes its exposition adds (`_total`, histogram series). Read from the
 /// source because a family with no samples yet prints nothing at `/metrics`.
 fn exported() -> Vec<String> {
-    let text = std::fs::read_to_string(root().join("src/metrics.rs")).expect("src/metrics.rs");
+    let text = std::fs::read_to_string(root().join("crates/core/src/metrics.rs")).expect("crates/core/src/metrics.rs");
     let names: Vec<&str> =
         text.split("r.register(").skip(1).filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next()).collect();
-    assert!(names.len() > 20, "src/metrics.rs registers its metrics with `r.register(\"name\", …)`");
+    assert!(names.len() > 20, "crates/core/src/metrics.rs registers its metrics with `r.register(\"name\", …)`");
     names.iter().flat_map(|n| ["", "_total", "_bucket", "_sum", "_count"].map(|suffix| format!("slate_{n}{suffix}"))).collect()
 }
 

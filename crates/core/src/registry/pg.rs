@@ -10,8 +10,8 @@ use super::error::RegistryError;
 use super::mode::Mode;
 use super::store::{InsertOutcome, StoredSchema, VersionRow};
 
-const SCHEMA_SQL: &str = include_str!("../../migrations/registry/0001_init.sql");
-const MODE_SQL: &str = include_str!("../../migrations/registry/0002_mode.sql");
+const SCHEMA_SQL: &str = include_str!("../../../../migrations/registry/0001_init.sql");
+const MODE_SQL: &str = include_str!("../../../../migrations/registry/0002_mode.sql");
 /// Arbitrary constant key of the advisory lock that serializes DDL ("slate reg").
 const DDL_LOCK_KEY: i64 = 0x736c_6174_6572_6567;
 

@@ -72,12 +72,12 @@ pub struct Catalogue {
 
 /// The built-in example catalogue (JSON texts of `schemas/avro/`, embedded).
 const EXAMPLE: &[(&str, &str)] = &[
-    ("production", include_str!("../../schemas/avro/Production.avsc")),
-    ("talent", include_str!("../../schemas/avro/Talent.avsc")),
-    ("schedule", include_str!("../../schemas/avro/Schedule.avsc")),
-    ("budget", include_str!("../../schemas/avro/Budget.avsc")),
-    ("cash_flow", include_str!("../../schemas/avro/CashFlow.avsc")),
-    ("payment", include_str!("../../schemas/avro/Payment.avsc")),
+    ("production", include_str!("../../../../schemas/avro/Production.avsc")),
+    ("talent", include_str!("../../../../schemas/avro/Talent.avsc")),
+    ("schedule", include_str!("../../../../schemas/avro/Schedule.avsc")),
+    ("budget", include_str!("../../../../schemas/avro/Budget.avsc")),
+    ("cash_flow", include_str!("../../../../schemas/avro/CashFlow.avsc")),
+    ("payment", include_str!("../../../../schemas/avro/Payment.avsc")),
 ];
 
 static BUILT_IN: LazyLock<Arc<Catalogue>> = LazyLock::new(|| {

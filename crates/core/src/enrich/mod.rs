@@ -68,7 +68,7 @@ pub fn registry_client(cfg: &RegistryClientConfig) -> Result<RegistryClient, Cli
 }
 
 /// Registers (or finds) each entity's record under its subject, waiting out registry outages.
-pub(crate) async fn output_schemas(
+pub async fn output_schemas(
     cfg: &Config,
     registry: &RegistryClient,
     cancel: &CancellationToken,

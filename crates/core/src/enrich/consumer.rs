@@ -125,7 +125,7 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
 /// those would lose them, since the consumer's position has already moved past them.
 ///
 /// `first_within` bounds the wait for the first message (none: wait until one arrives).
-pub(crate) async fn collect(
+pub async fn collect(
     consumer: &EnrichConsumer,
     tracker: &mut OffsetTracker,
     max: usize,
@@ -321,7 +321,8 @@ fn drop_revoked(consumer: &EnrichConsumer, tracker: &mut OffsetTracker, batch: &
     }
 }
 
-pub(crate) fn store(consumer: &EnrichConsumer, tracker: &mut OffsetTracker) {
+/// Stores the longest fully acknowledged prefix of each partition (the offset contract).
+pub fn store(consumer: &EnrichConsumer, tracker: &mut OffsetTracker) {
     let mut tpl = TopicPartitionList::new();
     for (topic, partition, next) in tracker.take_committable() {
         if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {

@@ -2,7 +2,7 @@
 //! deployed slate needs no schema file for it. Entity records come from the catalogue
 //! ([`crate::catalogue`]).
 
-pub const CHANGE_EVENT: &str = include_str!("../schemas/avro/ChangeEvent.avsc");
+pub const CHANGE_EVENT: &str = include_str!("../../../schemas/avro/ChangeEvent.avsc");
 
 #[cfg(test)]
 mod tests {

@@ -8,13 +8,13 @@ use std::path::Path;
 
 /// PostgreSQL: file name and SQL, in order.
 pub const POSTGRES: [(&str, &str); 2] = [
-    ("0001_tables.sql", include_str!("../../migrations/sql/0001_tables.sql")),
-    ("0002_views.sql", include_str!("../../migrations/sql/0002_views.sql")),
+    ("0001_tables.sql", include_str!("../../../../migrations/sql/0001_tables.sql")),
+    ("0002_views.sql", include_str!("../../../../migrations/sql/0002_views.sql")),
 ];
 /// SQLite: the same tables and views (plain views).
 pub const SQLITE: [(&str, &str); 2] = [
-    ("0001_tables.sql", include_str!("../../migrations/sqlite/0001_tables.sql")),
-    ("0002_views.sql", include_str!("../../migrations/sqlite/0002_views.sql")),
+    ("0001_tables.sql", include_str!("../../../../migrations/sqlite/0001_tables.sql")),
+    ("0002_views.sql", include_str!("../../../../migrations/sqlite/0002_views.sql")),
 ];
 /// The materialized views to refresh (`sinks.sql.refresh_views`, PostgreSQL only).
 pub const REFRESH: [&str; 1] = ["budget_vs_actuals"];

@@ -164,7 +164,7 @@ fn the_catalogue_is_declared_in_config_and_checked_at_load() {
     assert_eq!(c.entities().names().len(), 6, "no [catalogue.entities]: the built-in example");
     let dir = std::env::temp_dir().join(format!("slate-config-schemas-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let meta = std::fs::read_to_string("schemas/avro/Production.avsc").unwrap();
+    let meta = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/avro/Production.avsc")).unwrap();
     let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
     let meta_field = meta["fields"].as_array().unwrap().iter().find(|f| f["name"] == "_meta").unwrap().clone();
     let invoice = serde_json::json!({"type": "record", "name": "Invoice", "namespace": "acme", "fields": [
@@ -191,6 +191,7 @@ fn sql_migrations_and_refresh_views_are_checked_by_name() {
     assert!(e.contains("sinks.sql.refresh_views") && e.contains("not a view name"), "{e}");
     let e = err(load_str("[sinks.sql]\ndatabase_url = \"sqlite://x.db\"\nrefresh_views = [\"v\"]\n", &[]));
     assert!(e.contains("sinks.sql.refresh_views") && e.contains("SQLite has no materialized views"), "{e}");
-    let c = load_str("[sinks.sql]\nmigrations = \"migrations/sql\"\nrefresh_views = [\"public.budget_vs_actuals\"]\n", &[]).unwrap();
+    let views = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/sql");
+    let c = load_str(&format!("[sinks.sql]\nmigrations = {views:?}\nrefresh_views = [\"public.budget_vs_actuals\"]\n"), &[]).unwrap();
     assert_eq!(c.sinks.sql.refresh_views, ["public.budget_vs_actuals"]);
 }
