@@ -7,43 +7,12 @@ mod enricher_support;
 
 use common::*;
 use enricher_support::*;
-use slate::config::{Config, SecretUrl};
+use slate::config::SecretUrl;
 use slate::metrics::Metrics;
 use slate::sink::{Sink, runner};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Runs `slate verify` (the binary) on `cfg`'s services; returns (exit code, stdout).
-async fn verify_cli(cfg: &Config, extra: &[&str]) -> (i32, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slate"));
-    cmd.env("SLATE_KAFKA__BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
-        .env("SLATE_SOURCES__GRAPHQL_ENDPOINT", &cfg.sources.graphql_endpoint)
-        .env("SLATE_SOURCES__GRPC_ENDPOINT", &cfg.sources.grpc_endpoint)
-        .env("SLATE_SINKS__SQL__DATABASE_URL", cfg.sinks.sql.database_url.expose())
-        .env("SLATE_SINKS__SEARCH__URL", &cfg.sinks.search.url)
-        .env("SLATE_SINKS__SEARCH__INDEX_PREFIX", &cfg.sinks.search.index_prefix)
-        .env("SLATE_ENRICHER__INPUT_TOPIC_PREFIX", &cfg.enricher.input_topic_prefix)
-        .args(["--log", "warn", "verify"])
-        .args(extra)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("verify finishes").expect("verify runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
-}
-
-async fn until_clean(cfg: &Config, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let (code, out) = verify_cli(cfg, &[]).await;
-        if code == 0 {
-            assert!(out.contains("no drift"), "{out}");
-            return out;
-        }
-        assert!(Instant::now() < deadline, "still drifting after {within:?}:\n{out}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn studio_to_all_sinks_converges_and_verify_repairs_drift() {
@@ -97,7 +66,7 @@ async fn scenario(db_url: reqwest::Url, audit_dir: std::path::PathBuf) {
         running.push(runner::start(&cfg, s, Metrics::new()).await.unwrap());
     }
     tokio::time::timeout(Duration::from_secs(60), studio.load_finished()).await.unwrap();
-    let out = until_clean(&cfg, Duration::from_secs(90)).await;
+    let out = until_clean(&cfg, &[], Duration::from_secs(90)).await;
     assert!(out.contains("| sql | payment |") && out.contains("| search | production |"), "{out}");
 
     // Drift behind the pipeline's back: a row lost in SQL, and a source change never published.
@@ -111,7 +80,7 @@ async fn scenario(db_url: reqwest::Url, audit_dir: std::path::PathBuf) {
     let (code, out) = verify_cli(&cfg, &["--repair"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("re-published"), "{out}");
-    until_clean(&cfg, Duration::from_secs(60)).await;
+    until_clean(&cfg, &[], Duration::from_secs(60)).await;
 
     for r in running {
         r.shutdown().await.unwrap();

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod group;
 mod registry;
 mod replay;
 mod run;
@@ -53,6 +54,11 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Re-publish one UPDATE change event per live id, so every sink re-materializes.
     Replay(replay::ReplayArgs),
+    /// A consumer group's offsets and lag; reset a stopped group to rebuild a sink from the log.
+    Group {
+        #[command(subcommand)]
+        action: group::GroupCommand,
+    },
     /// Inspect the effective configuration.
     Config {
         #[command(subcommand)]
@@ -120,6 +126,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { role } => run::run(cli.config.as_deref(), role).await,
         Command::Bench { bench } => bench::run(cli.config.as_deref(), bench).await,
         Command::Replay(args) => replay::run(cli.config.as_deref(), args).await,
+        Command::Group { action } => {
+            let code = group::run(cli.config.as_deref(), action).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Verify(args) => {
             let code = verify::run(cli.config.as_deref(), args).await?;
             if code != 0 {

@@ -132,3 +132,34 @@ pub fn counter(metrics: &slate::metrics::Metrics, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Runs `slate verify` (the binary) on `cfg`'s services; returns (exit code, stdout + stderr).
+pub async fn verify_cli(cfg: &Config, extra: &[&str]) -> (i32, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slate"));
+    cmd.env("SLATE_KAFKA__BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
+        .env("SLATE_SOURCES__GRAPHQL_ENDPOINT", &cfg.sources.graphql_endpoint)
+        .env("SLATE_SOURCES__GRPC_ENDPOINT", &cfg.sources.grpc_endpoint)
+        .env("SLATE_SINKS__SQL__DATABASE_URL", cfg.sinks.sql.database_url.expose())
+        .env("SLATE_SINKS__SEARCH__URL", &cfg.sinks.search.url)
+        .env("SLATE_SINKS__SEARCH__INDEX_PREFIX", &cfg.sinks.search.index_prefix)
+        .env("SLATE_ENRICHER__INPUT_TOPIC_PREFIX", &cfg.enricher.input_topic_prefix)
+        .args(["--log", "warn", "verify"])
+        .args(extra)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("verify finishes").expect("verify runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+pub async fn until_clean(cfg: &Config, sinks: &[&str], within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, out) = verify_cli(cfg, sinks).await;
+        if code == 0 {
+            assert!(out.contains("no drift"), "{out}");
+            return out;
+        }
+        assert!(Instant::now() < deadline, "still drifting after {within:?}:\n{out}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

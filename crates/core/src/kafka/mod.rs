@@ -4,6 +4,7 @@
 //! librdkafka properties apply to producers, consumers and admin clients alike.
 
 pub mod capacity;
+pub mod group;
 mod keys;
 mod producer;
 pub mod stall;

@@ -12,35 +12,31 @@
 //!   whoever owns them. Greater than the sum of the instances' own counts means a stalled
 //!   partition that no running instance owns.
 
+use super::group::{self, PartitionOffsets};
 use crate::metrics::{Metrics, label};
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// One partition as the brokers see it.
+/// One partition as the brokers see it, and whether this instance owns it.
 #[derive(Debug, Clone)]
 pub struct Sample {
-    pub topic: String,
-    pub partition: i32,
-    /// The group's committed offset; `None` before its first commit.
-    pub committed: Option<i64>,
-    pub low: i64,
-    pub high: i64,
+    pub at: PartitionOffsets,
     /// Assigned to this instance.
     pub mine: bool,
 }
 
 impl Sample {
     fn position(&self) -> i64 {
-        self.committed.unwrap_or(self.low).max(self.low)
+        self.at.position()
     }
 
     pub fn lag(&self) -> i64 {
-        (self.high - self.position()).max(0)
+        self.at.lag()
     }
 }
 
@@ -71,7 +67,7 @@ impl Watch {
         let mut out = Vec::new();
         let mut present = HashSet::new();
         for s in samples {
-            let key = (s.topic.clone(), s.partition);
+            let key = (s.at.topic.clone(), s.at.partition);
             present.insert(key.clone());
             if s.lag() == 0 {
                 self.since.remove(&key);
@@ -83,7 +79,7 @@ impl Watch {
             }
             let still_for = now.saturating_duration_since(entry.1);
             if still_for >= self.after {
-                out.push(Stalled { topic: s.topic.clone(), partition: s.partition, lag: s.lag(), still_for, mine: s.mine });
+                out.push(Stalled { topic: s.at.topic.clone(), partition: s.at.partition, lag: s.lag(), still_for, mine: s.mine });
             }
         }
         self.since.retain(|k, _| present.contains(k));
@@ -164,31 +160,20 @@ fn report(group: &str, stalled: &[Stalled], metrics: &Metrics) {
     }
 }
 
-/// Committed offsets and watermarks of every partition of `topics` (blocking calls).
+/// Committed offsets and watermarks of every partition of `topics` (blocking calls). A topic
+/// the cluster does not list has no partitions to watch.
 fn sample<C: Consumer<X>, X: ConsumerContext>(consumer: &C, topics: &[String]) -> Result<Vec<Sample>, KafkaError> {
-    let timeout = Duration::from_secs(5);
     let mine: HashSet<(String, i32)> = consumer.assignment()?.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let metadata = consumer.fetch_metadata(Some(topic), group::TIMEOUT)?;
         for t in metadata.topics() {
             for p in t.partitions() {
                 tpl.add_partition(t.name(), p.id());
             }
         }
     }
-    let committed = consumer.committed_offsets(tpl, timeout)?;
-    let mut out = Vec::new();
-    for e in committed.elements() {
-        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
-        let committed = match e.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        };
-        let key = (e.topic().to_string(), e.partition());
-        out.push(Sample { mine: mine.contains(&key), topic: key.0, partition: key.1, committed, low, high });
-    }
-    Ok(out)
+    Ok(group::read(consumer, tpl)?.into_iter().map(|at| Sample { mine: mine.contains(&(at.topic.clone(), at.partition)), at }).collect())
 }
 
 #[cfg(test)]
@@ -204,7 +189,7 @@ mod tests {
     }
 
     fn s(partition: i32, committed: Option<i64>, high: i64, mine: bool) -> Sample {
-        Sample { topic: "t".into(), partition, committed, low: 0, high, mine }
+        Sample { at: PartitionOffsets { topic: "t".into(), partition, committed, low: 0, high }, mine }
     }
 
     #[test]
@@ -233,13 +218,13 @@ mod tests {
     fn a_partition_nobody_committed_counts_from_its_low_watermark() {
         let mut w = Watch::new(Duration::from_secs(1));
         let t0 = Instant::now();
-        let never = Sample { topic: "t".into(), partition: 2, committed: None, low: 4, high: 9, mine: false };
+        let never = Sample { at: PartitionOffsets { topic: "t".into(), partition: 2, committed: None, low: 4, high: 9 }, mine: false };
         assert_eq!(never.lag(), 5);
         w.observe(t0, std::slice::from_ref(&never));
         let stalled = w.observe(t0 + Duration::from_secs(2), &[never]);
         assert_eq!(stalled.len(), 1);
         assert!(!stalled[0].mine, "unowned here: counted for the group, not for this instance's health");
-        let empty = Sample { topic: "t".into(), partition: 3, committed: None, low: 7, high: 7, mine: false };
+        let empty = Sample { at: PartitionOffsets { topic: "t".into(), partition: 3, committed: None, low: 7, high: 7 }, mine: false };
         assert_eq!(empty.lag(), 0, "an empty or fully retained-away partition has no lag");
     }
 }
