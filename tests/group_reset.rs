@@ -56,9 +56,7 @@ async fn a_dropped_search_index_is_rebuilt_from_the_enriched_topic_after_a_group
             ov("studio.snapshot_on_start", true),
         ],
     );
-    cfg.sinks.topic_prefix = cfg.enricher.output_topic_prefix.clone();
-    cfg.sinks.group_prefix = format!("{}-", unique("sink"));
-    cfg.sinks.dlq_topic = cfg.enricher.dlq_topic.clone();
+    sinks_behind_enricher(&mut cfg);
     cfg.sinks.search.url = env("TEST_ES_URL");
     cfg.sinks.search.index_prefix = format!("{}-", unique("rebuild"));
     let mut studio = slate::studio::server::start(&cfg, Metrics::new()).await.unwrap();

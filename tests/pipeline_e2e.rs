@@ -43,9 +43,7 @@ async fn scenario(db_url: reqwest::Url, audit_dir: std::path::PathBuf) {
             ov("studio.snapshot_on_start", true),
         ],
     );
-    cfg.sinks.topic_prefix = cfg.enricher.output_topic_prefix.clone();
-    cfg.sinks.group_prefix = format!("{}-", unique("sink"));
-    cfg.sinks.dlq_topic = cfg.enricher.dlq_topic.clone();
+    sinks_behind_enricher(&mut cfg);
     cfg.sinks.sql.database_url = SecretUrl::new(db_url.as_str());
     cfg.sinks.sql.refresh_interval = Duration::from_secs(1);
     cfg.sinks.sql.migrations = Some("migrations/sql".into());

@@ -29,6 +29,13 @@ pub fn pipeline_config(registry_url: &str, extra: &[slate::config::Override]) ->
     cfg
 }
 
+/// Sinks that read the enricher's output topics, in groups of their own, dead-lettering beside it.
+pub fn sinks_behind_enricher(cfg: &mut Config) {
+    cfg.sinks.topic_prefix = cfg.enricher.output_topic_prefix.clone();
+    cfg.sinks.group_prefix = format!("{}-", unique("sink"));
+    cfg.sinks.dlq_topic = cfg.enricher.dlq_topic.clone();
+}
+
 /// Points the sources at a running studio.
 pub fn use_studio(cfg: &mut Config, studio: &slate::studio::server::RunningStudio) {
     cfg.sources.graphql_endpoint = format!("http://{}/graphql", studio.http_addr);
