@@ -118,49 +118,6 @@ async fn a_dropped_search_index_is_rebuilt_from_the_enriched_topic_after_a_group
     registry.stop().await;
 }
 
-/// noida-db's Kafka API on a free loopback port, stopped (by its PID) on drop.
-struct Noida {
-    child: tokio::process::Child,
-    bootstrap: String,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
-impl Noida {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = TempDir(std::env::temp_dir().join(unique("noida-kafka")));
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let child = tokio::process::Command::new(env("TEST_NOIDA_BIN"))
-            .args(["start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", &port.to_string(), "--data-dir"])
-            .arg(&dir.0)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("noida-db starts");
-        let bootstrap = format!("127.0.0.1:{port}");
-        until("noida-db accepts connections", Duration::from_secs(30), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-        })
-        .await;
-        Self { child, bootstrap, _dir: dir }
-    }
-}
-
-impl Drop for Noida {
-    fn drop(&mut self) {
-        self.child.start_kill().ok();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_reset_target_and_show_wait_on_a_broker_with_timestamps() {
     let noida = Noida::start().await;

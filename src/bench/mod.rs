@@ -43,6 +43,10 @@ pub struct EnrichBenchArgs {
     /// Repetitions; the report quotes medians.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Also run the enricher with `enricher.delivery = "exactly_once"` (the broker must support
+    /// transactions), reported as its own mode against the same raw pipe.
+    #[arg(long)]
+    pub exactly_once: bool,
     /// Print the report as JSON instead of a table (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
@@ -93,9 +97,11 @@ pub async fn run_enrich(
     let keys = workload::Keys::new(&studio.studio, args.zipf, 7);
     let mut runs: Vec<(Mode, WorkerResult, workload::Freshness)> = Vec::new();
     // Two phases (drain, steady) per mode per round.
-    let progress = Progress::stderr("bench enrich", Some(args.repeat as u64 * 6), args.quiet);
+    let modes: Vec<Mode> =
+        [Mode::Raw, Mode::Naive, Mode::Slate].into_iter().chain(args.exactly_once.then_some(Mode::SlateExactlyOnce)).collect();
+    let progress = Progress::stderr("bench enrich", Some((args.repeat * modes.len() * 2) as u64), args.quiet);
     for round in 0..args.repeat {
-        for mode in [Mode::Raw, Mode::Naive, Mode::Slate] {
+        for &mode in &modes {
             let events = if mode == Mode::Naive { args.naive_events } else { args.events };
             let spec = |phase: &str, events: u64| WorkerSpec {
                 mode,
@@ -107,7 +113,7 @@ pub async fn run_enrich(
                 events,
                 timeout_secs: 600,
             };
-            let round_of = format!("bench enrich round {}/{} {}", round + 1, args.repeat, format!("{mode:?}").to_lowercase());
+            let round_of = format!("bench enrich round {}/{} {}", round + 1, args.repeat, mode.name());
             progress.set_label(format!("{round_of}: draining {events} events; phases done"));
             let drain = workload::drain(cfg, config_path, exe, spec("drain", events), &keys).await?;
             progress.inc(1);
@@ -122,7 +128,8 @@ pub async fn run_enrich(
     progress.finish();
     studio.shutdown().await;
     registry.stop().await;
-    Ok([Mode::Slate, Mode::Naive, Mode::Raw].into_iter().map(|m| report::summarize(m, &runs)).collect())
+    let order = [Mode::Slate, Mode::SlateExactlyOnce, Mode::Naive, Mode::Raw];
+    Ok(order.into_iter().filter(|m| modes.contains(m)).map(|m| report::summarize(m, &runs)).collect())
 }
 
 /// Default per-call timeout guard for waiting on worker output.

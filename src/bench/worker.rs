@@ -18,8 +18,22 @@ use tokio_util::sync::CancellationToken;
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Slate,
+    /// The slate enricher with `enricher.delivery = "exactly_once"` (needs a broker with
+    /// transactions).
+    SlateExactlyOnce,
     Naive,
     Raw,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Slate => "slate",
+            Mode::SlateExactlyOnce => "slate exactly_once",
+            Mode::Naive => "naive",
+            Mode::Raw => "raw",
+        }
+    }
 }
 
 /// What the parent asks a worker to do.
@@ -78,7 +92,12 @@ pub async fn run(cfg: Config, spec: WorkerSpec) -> Result<WorkerResult, WorkerEr
     let metrics = Metrics::new();
     let deadline = Instant::now() + Duration::from_secs(spec.timeout_secs);
     let (elapsed, processed) = match spec.mode {
-        Mode::Slate => {
+        Mode::Slate | Mode::SlateExactlyOnce => {
+            let mut cfg = cfg;
+            if spec.mode == Mode::SlateExactlyOnce {
+                cfg.enricher.delivery = crate::config::Delivery::ExactlyOnce;
+                cfg.enricher.transactional_id = Some(spec.group.clone());
+            }
             let running = crate::enrich::start(&cfg, metrics.clone()).await?;
             let r = watch(&metrics, &spec, deadline).await;
             running.shutdown().await;
@@ -137,7 +156,7 @@ async fn naive(cfg: &Config, spec: &WorkerSpec, metrics: &Metrics, deadline: Ins
     let outputs = output_schemas(cfg, &registry, &CancellationToken::new()).await?;
     let sources = Sources::try_new(&cfg.sources, cfg.entities()).map_err(crate::enrich::StartError::from)?;
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
-    let consumer = consumer::create(&cfg.kafka, &spec.group, &input_topics(spec), metrics.clone())?;
+    let consumer = consumer::create(&cfg.kafka, &spec.group, &input_topics(spec), false, metrics.clone())?;
     let mut tracker = OffsetTracker::new();
     let (mut processed, mut first, mut ready) = (0u64, None::<Instant>, false);
     while processed < spec.events {
@@ -198,7 +217,7 @@ async fn raw(cfg: &Config, spec: &WorkerSpec, metrics: &Metrics, deadline: Insta
     )
     .await?;
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
-    let consumer: EnrichConsumer = consumer::create(&cfg.kafka, &spec.group, &input_topics(spec), metrics.clone())?;
+    let consumer: EnrichConsumer = consumer::create(&cfg.kafka, &spec.group, &input_topics(spec), false, metrics.clone())?;
     let never = CancellationToken::new();
     let mut tracker = OffsetTracker::new();
     let (mut processed, mut first, mut ready) = (0u64, None::<Instant>, false);

@@ -41,9 +41,15 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
             if let Some(addr) = running.metrics_addr {
                 println!("enricher metrics: http://{addr}/metrics");
             }
-            shutdown_signal().await;
+            let failed = tokio::select! {
+                _ = shutdown_signal() => None,
+                reason = running.failed() => Some(reason),
+            };
             running.shutdown().await;
-            Ok(())
+            match failed {
+                None => Ok(()),
+                Some(reason) => anyhow::bail!("the enricher stopped: {reason}"),
+            }
         }
         Role::Sink { sink } => {
             let target: Arc<dyn Sink> = match sink {

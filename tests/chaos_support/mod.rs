@@ -136,9 +136,13 @@ pub struct Published {
 
 /// Every message of the change topics: the decodable events and how many were not.
 pub fn published(prefix: &str, partitions: i32) -> (Vec<Published>, usize) {
+    published_on(&Reader::test_broker(), prefix, partitions)
+}
+
+pub fn published_on(from: &Reader, prefix: &str, partitions: i32) -> (Vec<Published>, usize) {
     let (mut events, mut poison) = (Vec::new(), 0);
     for kind in slate::studio::kind::ALL {
-        for (key, payload, _) in read_all(&kind.changes_topic(prefix), partitions) {
+        for (key, payload, _) in read_all_on(from, &kind.changes_topic(prefix), partitions) {
             match payload.as_deref().map(|p| ChangeEvent::decode_json(p, Some(&key), Some(kind))) {
                 Some(Ok(e)) if e.entity == kind => events.push(Published { uuid: e.uuid.to_string(), entity: kind, id: e.id }),
                 _ => poison += 1,
@@ -150,10 +154,14 @@ pub fn published(prefix: &str, partitions: i32) -> (Vec<Published>, usize) {
 
 /// How many enriched messages carry each event uuid (one audit row is owed per delivery).
 pub fn deliveries(output_prefix: &str, partitions: i32) -> HashMap<String, usize> {
+    deliveries_on(&Reader::test_broker(), output_prefix, partitions)
+}
+
+pub fn deliveries_on(from: &Reader, output_prefix: &str, partitions: i32) -> HashMap<String, usize> {
     let mut out: HashMap<String, usize> = HashMap::new();
     for kind in slate::studio::kind::ALL {
         let schema = slate::catalogue::Catalogue::example(kind).schema.clone();
-        for (_, payload, headers) in read_all(&format!("{output_prefix}{}.enriched", kind.as_str()), partitions) {
+        for (_, payload, headers) in read_all_on(from, &format!("{output_prefix}{}.enriched", kind.as_str()), partitions) {
             let uuids: Vec<String> = match payload {
                 None => headers
                     .iter()

@@ -94,10 +94,30 @@ pub async fn graphql(http: &reqwest::Client, addr: std::net::SocketAddr, query: 
 pub type Record = (Vec<u8>, Option<Vec<u8>>, Vec<(String, String)>);
 
 pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
+    read_all_on(&Reader::test_broker(), topic, partitions)
+}
+
+/// Which broker a reader reads, and whether it sees aborted transactions.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    pub bootstrap: String,
+    /// librdkafka's `isolation.level`: `read_committed` (its default) or `read_uncommitted`.
+    pub isolation: &'static str,
+}
+
+impl Reader {
+    pub fn test_broker() -> Self {
+        Self { bootstrap: kafka_bootstrap(), isolation: "read_committed" }
+    }
+}
+
+/// [`read_all`] on a given broker and isolation level.
+pub fn read_all_on(from: &Reader, topic: &str, partitions: i32) -> Vec<Record> {
     use rdkafka::error::KafkaError;
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", &from.bootstrap)
+        .set("isolation.level", from.isolation)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -200,5 +220,48 @@ where
     admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.expect("drop test database");
     if let Err(failure) = outcome {
         std::panic::resume_unwind(failure.into_panic());
+    }
+}
+
+/// noida-db's Kafka API on a free loopback port, stopped (by its PID) on drop.
+pub struct Noida {
+    child: tokio::process::Child,
+    pub bootstrap: String,
+    _dir: TempDir,
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+impl Noida {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = TempDir(std::env::temp_dir().join(unique("noida-kafka")));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let child = tokio::process::Command::new(env("TEST_NOIDA_BIN"))
+            .args(["start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", &port.to_string(), "--data-dir"])
+            .arg(&dir.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("noida-db starts");
+        let bootstrap = format!("127.0.0.1:{port}");
+        until("noida-db accepts connections", Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+        })
+        .await;
+        Self { child, bootstrap, _dir: dir }
+    }
+}
+
+impl Drop for Noida {
+    fn drop(&mut self) {
+        self.child.start_kill().ok();
     }
 }

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub dead_lettered_total: Family<Label1, Counter>,
     /// Batches that failed as a whole (broker or registry trouble) and were retried.
     pub enricher_batch_retries_total: Counter,
+    /// Exactly-once batches, by outcome (committed|aborted).
+    pub enricher_transactions_total: Family<Label1, Counter>,
     /// Source requests, by entity and outcome (ok|transient|permanent).
     pub fetch_requests_total: Family<Label2, Counter>,
     /// Ids per source request.
@@ -134,6 +136,7 @@ impl Metrics {
             enricher_superseded_total: Counter::default(),
             dead_lettered_total: Family::default(),
             enricher_batch_retries_total: Counter::default(),
+            enricher_transactions_total: Family::default(),
             fetch_requests_total: Family::default(),
             fetch_ids_per_request: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             fetch_seconds: Family::new_with_constructor(latency_histogram),
@@ -187,6 +190,7 @@ impl Metrics {
         );
         r.register("dead_lettered", "Messages sent to the dead-letter topic", m.dead_lettered_total.clone());
         r.register("enricher_batch_retries", "Batches retried after broker or registry trouble", m.enricher_batch_retries_total.clone());
+        r.register("enricher_transactions", "Exactly-once batch transactions, by outcome", m.enricher_transactions_total.clone());
         r.register("fetch_requests", "Source requests", m.fetch_requests_total.clone());
         r.register("fetch_ids_per_request", "Ids per source request", m.fetch_ids_per_request.clone());
         r.register("fetch_seconds", "Source request latency", m.fetch_seconds.clone());

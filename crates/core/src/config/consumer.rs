@@ -22,6 +22,12 @@ pub struct ConsumerConfig {
     pub stall_after: Duration,
     /// How the group spreads partitions over its members (`partition.assignment.strategy`).
     pub assignment: Assignment,
+    /// Static group membership (KIP-345, `group.instance.id`) for every group this process
+    /// joins: set it to a name stable across restarts of one instance and unique among live
+    /// ones (a StatefulSet pod's name). A restart within `session_timeout` then takes its
+    /// partitions back at once, without a rebalance of the group; an instance that stops (even
+    /// cleanly) keeps its partitions until `session_timeout` passes. Unset: dynamic membership.
+    pub group_instance_id: Option<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -31,6 +37,7 @@ impl Default for ConsumerConfig {
             fetch_wait_max: Duration::from_millis(100),
             stall_after: Duration::from_secs(120),
             assignment: Assignment::CooperativeSticky,
+            group_instance_id: None,
         }
     }
 }

@@ -56,6 +56,42 @@ pub struct EnricherConfig {
     pub max_message_bytes: usize,
     /// Prometheus `/metrics` and `/health` listener of the enricher.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `at_least_once` (default) or `exactly_once` (see [`Delivery`]).
+    pub delivery: Delivery,
+    /// Exactly-once only: this instance's `transactional.id`. It must be stable across restarts
+    /// of one instance (a restart then aborts the transaction its predecessor left open) and
+    /// unique among live instances (a second user of the id fences the first). Unset:
+    /// `<group_id>-<hostname>`, right for one instance per host or pod.
+    pub transactional_id: Option<String>,
+    /// Exactly-once only: the broker aborts a transaction left open this long (a crashed
+    /// instance's, when no restart with the same id aborts it first); `read_committed`
+    /// consumers of the enriched topics wait at most this long behind it.
+    #[serde(with = "humantime_serde")]
+    pub transaction_timeout: Duration,
+}
+
+/// The host's name (`HOSTNAME`, else the kernel's): a pod's name under Kubernetes.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// How the enricher's outputs and its consumer offsets reach Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Offsets are stored after every output is acknowledged; a crash repeats the outputs of
+    /// the batches in flight (the sinks' version guards absorb the repeats). Pipelined.
+    #[default]
+    AtLeastOnce,
+    /// Each batch's outputs (records, tombstones, retry parcels, dead letters) and its consumer
+    /// offsets are committed in one Kafka transaction: a `read_committed` consumer sees every
+    /// output once. One batch per transaction, so no pipelining.
+    ExactlyOnce,
 }
 
 impl Default for EnricherConfig {
@@ -84,6 +120,9 @@ impl Default for EnricherConfig {
             max_retry_rounds: 10,
             max_message_bytes: crate::event::MAX_EVENT_BYTES,
             metrics_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
+            delivery: Delivery::AtLeastOnce,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -124,7 +163,24 @@ impl EnricherConfig {
         if self.topic_partitions < 1 || self.topic_replication < 1 {
             return Err(invalid("enricher.topic_partitions", "partitions and replication must be at least 1"));
         }
+        if self.transactional_id.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("enricher.transactional_id", "must not be empty; leave it unset for <group_id>-<hostname>"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(900)).contains(&self.transaction_timeout) {
+            return Err(invalid(
+                "enricher.transaction_timeout",
+                "is out of range; use 1s..=15m (brokers cap it at transaction.max.timeout.ms)",
+            ));
+        }
         Ok(())
+    }
+
+    /// The `transactional.id` of this instance (exactly-once delivery).
+    pub fn transactional_id(&self) -> String {
+        match &self.transactional_id {
+            Some(id) => id.clone(),
+            None => format!("{}-{}", self.group_id, hostname()),
+        }
     }
 
     /// The input topics: configured, or `<input_topic_prefix><entity>.changes` per entity.

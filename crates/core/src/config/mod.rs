@@ -151,10 +151,35 @@ impl Config {
         self.registry_server.validate()?;
         self.studio.validate()?;
         self.enricher.validate()?;
+        self.validate_delivery()?;
         self.sources.validate()?;
         self.sinks.validate()?;
         self.api.validate()?;
         self.dashboard.validate()
+    }
+
+    /// Exactly-once needs the idempotent producer, and librdkafka refuses a message timeout
+    /// longer than the transaction's.
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        if self.enricher.delivery != Delivery::ExactlyOnce {
+            return Ok(());
+        }
+        if self.kafka.producer.acks != Acks::All {
+            return Err(sections::invalid(
+                "kafka.producer.acks",
+                "must be \"all\" with enricher.delivery = \"exactly_once\" (transactions need the idempotent producer)",
+            ));
+        }
+        if self.kafka.producer.message_timeout > self.enricher.transaction_timeout {
+            return Err(sections::invalid(
+                "kafka.producer.message_timeout",
+                format!(
+                    "{:?} exceeds enricher.transaction_timeout {:?}; with exactly_once lower it or raise the transaction timeout",
+                    self.kafka.producer.message_timeout, self.enricher.transaction_timeout
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The effective config as TOML, secrets redacted: what `slate config show` prints.

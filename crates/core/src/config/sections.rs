@@ -64,6 +64,7 @@ const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
     ("enable.auto.offset.store", "nothing: slate stores offsets itself after effects are durable"),
     ("group.id", "enricher.group_id"),
     ("session.timeout.ms", "kafka.consumer.session_timeout"),
+    ("group.instance.id", "kafka.consumer.group_instance_id"),
     ("fetch.wait.max.ms", "kafka.consumer.fetch_wait_max"),
     ("partition.assignment.strategy", "kafka.consumer.assignment"),
 ];
@@ -131,6 +132,9 @@ impl KafkaConfig {
                 "kafka.consumer.session_timeout",
                 "must be between 1s and 1h; brokers also bound it (group.min/max.session.timeout.ms)",
             ));
+        }
+        if self.consumer.group_instance_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(invalid("kafka.consumer.group_instance_id", "must not be empty; leave it unset for dynamic membership"));
         }
         if self.consumer.fetch_wait_max > Duration::from_secs(300) {
             return Err(invalid("kafka.consumer.fetch_wait_max", "must be at most 300s; a few hundred milliseconds at most is typical"));

@@ -195,3 +195,31 @@ fn sql_migrations_and_refresh_views_are_checked_by_name() {
     let c = load_str(&format!("[sinks.sql]\nmigrations = {views:?}\nrefresh_views = [\"public.budget_vs_actuals\"]\n"), &[]).unwrap();
     assert_eq!(c.sinks.sql.refresh_views, ["public.budget_vs_actuals"]);
 }
+
+#[test]
+fn exactly_once_needs_acks_all_and_a_message_timeout_within_the_transaction() {
+    let eos = "[enricher]\ndelivery = \"exactly_once\"\n";
+    let c = load_str(eos, &[]).unwrap();
+    assert_eq!(c.enricher.delivery, Delivery::ExactlyOnce);
+    assert!(c.enricher.transactional_id().starts_with("slate-enricher-"), "{}", c.enricher.transactional_id());
+    let e = err(load_str(&format!("{eos}[kafka.producer]\nacks = \"1\"\n"), &[]));
+    assert!(e.contains("kafka.producer.acks") && e.contains("exactly_once"), "{e}");
+    let e = err(load_str(&format!("{eos}transaction_timeout = \"10s\"\n"), &[]));
+    assert!(e.contains("kafka.producer.message_timeout") && e.contains("enricher.transaction_timeout"), "{e}");
+    let e = err(load_str(&format!("{eos}transactional_id = \"\"\n"), &[]));
+    assert!(e.contains("enricher.transactional_id"), "{e}");
+    let e = err(load_str("[enricher]\ndelivery = \"twice\"\n", &[]));
+    assert!(e.contains("delivery"), "{e}");
+    // At-least-once keeps any acks setting.
+    load_str("[kafka.producer]\nacks = \"1\"\n", &[]).unwrap();
+}
+
+#[test]
+fn static_membership_ids_must_not_be_empty() {
+    let c = load_str("[kafka.consumer]\ngroup_instance_id = \"enricher-0\"\n", &[]).unwrap();
+    assert_eq!(c.kafka.consumer.group_instance_id.as_deref(), Some("enricher-0"));
+    let e = err(load_str("[kafka.consumer]\ngroup_instance_id = \" \"\n", &[]));
+    assert!(e.contains("kafka.consumer.group_instance_id"), "{e}");
+    let e = err(load_str("[kafka.properties]\n\"group.instance.id\" = \"x\"\n", &[]));
+    assert!(e.contains("kafka.consumer.group_instance_id"), "{e}");
+}

@@ -95,11 +95,21 @@ pub type EnrichConsumer = StreamConsumer<Context>;
 /// with it; librdkafka's `message.timeout.ms` bounds each message anyway).
 const REVOKE_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A consumer in `group_id` that stores offsets only when told to.
-pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: Metrics) -> Result<EnrichConsumer, KafkaError> {
+/// A consumer in `group_id` that stores offsets only when told to. With `transactional`, it
+/// commits nothing itself: its offsets go into the producer's transactions.
+pub fn create(
+    kafka: &KafkaConfig,
+    group_id: &str,
+    topics: &[String],
+    transactional: bool,
+    metrics: Metrics,
+) -> Result<EnrichConsumer, KafkaError> {
     let mut c = base_config(kafka);
     c.set("group.id", group_id)
-        .set("enable.auto.commit", "true")
+        .set("enable.auto.commit", if transactional { "false" } else { "true" })
+        // Input written by transactional producers (our own retry parcels, in exactly-once
+        // mode) is read only once committed; librdkafka's default, stated because it matters.
+        .set("isolation.level", "read_committed")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -107,6 +117,9 @@ pub fn create(kafka: &KafkaConfig, group_id: &str, topics: &[String], metrics: M
         .set("fetch.wait.max.ms", kafka.consumer.fetch_wait_max.as_millis().to_string())
         .set("partition.assignment.strategy", kafka.consumer.assignment.as_librdkafka())
         .set("statistics.interval.ms", "5000");
+    if let Some(id) = &kafka.consumer.group_instance_id {
+        c.set("group.instance.id", id);
+    }
     let consumer: EnrichConsumer =
         c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: group_id.to_string(), metrics, flush: OnceLock::new() })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -262,9 +275,10 @@ async fn settle(
     batch: InFlight,
 ) -> bool {
     let first = pipeline.acked(batch.sent).await;
-    if until_ok(first, "batch failed; redoing it", metrics, cancel, || pipeline.process(&batch.inputs)).await.is_none() {
+    let Some(acked) = until_ok(first, "batch failed; redoing it", metrics, cancel, || pipeline.process(&batch.inputs)).await else {
         return false;
-    }
+    };
+    pipeline.count(acked);
     for (topic, partition, offset) in &batch.coords {
         tracker.ack(topic, *partition, *offset);
     }
@@ -277,7 +291,7 @@ async fn settle(
 
 /// A batch-level outcome retried with backoff (200 ms doubling to 30 s) until it succeeds;
 /// nothing is committed meanwhile. `None` when cancelled first.
-async fn until_ok<T, F, Fut>(
+pub(super) async fn until_ok<T, F, Fut>(
     mut outcome: Result<T, PipelineError>,
     what: &str,
     metrics: &Metrics,

@@ -27,10 +27,11 @@ pub mod decode;
 pub mod fetch;
 pub mod output;
 pub mod pipeline;
+pub mod transactional;
 
-use crate::config::{Config, RegistryClientConfig};
+use crate::config::{Config, Delivery, EnricherConfig, RegistryClientConfig};
 use crate::event::EntityName;
-use crate::kafka::{self, Producer};
+use crate::kafka::{self, Producer, Transactions};
 use crate::metrics::Metrics;
 use crate::registry::{ClientError, RegistryAuth, RegistryClient};
 use fetch::Fetch;
@@ -56,6 +57,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cancelled while waiting for the schema registry")]
     Cancelled,
+    #[error("exactly-once delivery: {0}")]
+    Transactions(#[from] kafka::TxnInitError),
 }
 
 pub fn registry_client(cfg: &RegistryClientConfig) -> Result<RegistryClient, ClientError> {
@@ -96,9 +99,21 @@ pub struct RunningEnricher {
     pub metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    failure: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl RunningEnricher {
+    /// Resolves when a consume loop stopped on an error it cannot go on from (exactly-once: a
+    /// fenced producer); the enricher is stopping and its process should exit non-zero.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failure.clone();
+        let seen = rx.wait_for(Option::is_some).await;
+        match seen {
+            Ok(v) => v.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops consuming, finishes the batch in hand, commits, flushes and waits.
     pub async fn shutdown(self) {
         self.cancel.cancel();
@@ -134,13 +149,24 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
     }
     let registry = registry_client(&cfg.registry)?;
     let outputs = output_schemas(cfg, &registry, &cancel).await?;
-    let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
+    let txns = match e.delivery {
+        Delivery::ExactlyOnce => Some(Transactions::init(&cfg.kafka, metrics.clone(), &e.transactional_id(), e.transaction_timeout).await?),
+        Delivery::AtLeastOnce => None,
+    };
+    let producer = match &txns {
+        Some(t) => t.producer(),
+        None => Producer::try_new(&cfg.kafka, metrics.clone())?,
+    };
     let pipeline = Arc::new(Pipeline::new(e.clone(), sources, producer.clone(), outputs, metrics.clone()));
-    let main = Arc::new(consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(cfg.entities()), metrics.clone())?);
+    let transactional = txns.is_some();
+    let main = Arc::new(consumer::create(&cfg.kafka, &e.group_id, &e.input_topics(cfg.entities()), transactional, metrics.clone())?);
     let retry_group = format!("{}.retry", e.group_id);
-    let retry = Arc::new(consumer::create(&cfg.kafka, &retry_group, std::slice::from_ref(&e.retry_topic), metrics.clone())?);
-    for c in [&main, &retry] {
-        rdkafka::consumer::Consumer::context(&**c).flush_on_revoke(producer.clone());
+    let retry = Arc::new(consumer::create(&cfg.kafka, &retry_group, std::slice::from_ref(&e.retry_topic), transactional, metrics.clone())?);
+    if !transactional {
+        // Transactions end before the consumer polls again: nothing is in flight at a revoke.
+        for c in [&main, &retry] {
+            rdkafka::consumer::Consumer::context(&**c).flush_on_revoke(producer.clone());
+        }
     }
     let stall_after = cfg.kafka.consumer.stall_after;
     kafka::stall::spawn(&main, e.group_id.clone(), e.input_topics(cfg.entities()), stall_after, metrics.clone(), cancel.clone());
@@ -156,22 +182,18 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
     ));
 
     let mut tasks = Vec::new();
-    let (p, m, c, ecfg, d) = (pipeline.clone(), metrics.clone(), cancel.clone(), e.clone(), decoder.clone());
-    tasks.push(tokio::spawn(async move {
-        consumer::run(&main, &p, &ecfg, &m, c, |batch| {
-            let d = d.clone();
-            async move { d.input_batch(batch).await }
-        })
-        .await;
+    let (failure_tx, failure) = tokio::sync::watch::channel(None);
+    let failure_tx = Arc::new(failure_tx);
+    let loops = Loops { pipeline, txns, cfg: e.clone(), metrics: metrics.clone(), cancel: cancel.clone(), failure: failure_tx };
+    let d = decoder.clone();
+    tasks.push(loops.spawn(main, move |batch| {
+        let d = d.clone();
+        async move { d.input_batch(batch).await }
     }));
-    let (p, m, c, ecfg) = (pipeline.clone(), metrics.clone(), cancel.clone(), e.clone());
-    tasks.push(tokio::spawn(async move {
-        let c2 = c.clone();
-        consumer::run(&retry, &p, &ecfg, &m, c, |batch| {
-            let c = c2.clone();
-            async move { decode::retry_batch(batch, &c).await }
-        })
-        .await;
+    let c = cancel.clone();
+    tasks.push(loops.spawn(retry, move |batch| {
+        let c = c.clone();
+        async move { decode::retry_batch(batch, &c).await }
     }));
     let metrics_addr = match e.metrics_listen {
         Some(addr) => {
@@ -197,5 +219,43 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
         let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await;
     }));
     tracing::info!(topics = ?e.input_topics(cfg.entities()), group = %e.group_id, "enricher started");
-    Ok(RunningEnricher { metrics_addr, cancel, tasks })
+    Ok(RunningEnricher { metrics_addr, cancel, tasks, failure })
+}
+
+/// What every consume loop of one enricher shares.
+#[derive(Clone)]
+struct Loops {
+    pipeline: Arc<Pipeline>,
+    txns: Option<Transactions>,
+    cfg: EnricherConfig,
+    metrics: Metrics,
+    cancel: CancellationToken,
+    failure: Arc<tokio::sync::watch::Sender<Option<String>>>,
+}
+
+impl Loops {
+    /// Runs one consumer's loop: the pipelined at-least-once loop, or the transactional one.
+    fn spawn<D, F>(&self, consumer: consumer::Shared, decode: D) -> JoinHandle<()>
+    where
+        D: Fn(Vec<rdkafka::message::OwnedMessage>) -> F + Send + 'static,
+        F: std::future::Future<Output = Option<Vec<pipeline::Input>>> + Send,
+    {
+        let l = self.clone();
+        tokio::spawn(async move {
+            let Some(txns) = &l.txns else {
+                return consumer::run(&consumer, &l.pipeline, &l.cfg, &l.metrics, l.cancel.clone(), decode).await;
+            };
+            if let Err(e) = transactional::run(&consumer, &l.pipeline, txns, &l.cfg, &l.metrics, l.cancel.clone(), decode).await {
+                let group = rdkafka::consumer::Consumer::context(&*consumer).group().to_string();
+                tracing::error!(error = %e, %group, "the exactly-once loop stopped; the enricher stops (its uncommitted batch is read again after a restart)");
+                let hint = if matches!(e, transactional::BatchError::Txn(_)) {
+                    format!(" (fenced: is another live instance using enricher.transactional_id {:?}?)", l.cfg.transactional_id())
+                } else {
+                    String::new()
+                };
+                l.failure.send_replace(Some(format!("consumer group {group}: {e}{hint}")));
+                l.cancel.cancel();
+            }
+        })
+    }
 }

@@ -45,6 +45,10 @@ pub struct Sent {
     pending: Vec<Pending>,
 }
 
+/// A batch whose outputs are all acknowledged: what [`Pipeline::count`] records once the batch
+/// is final (its offsets stored, or its transaction committed).
+pub struct Acked(Vec<OnAck>);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("producing the batch's outputs failed: {0}")]
@@ -117,15 +121,35 @@ impl Pipeline {
     }
 
     /// Runs a batch to the end: [`Self::send`], then [`Self::acked`].
-    pub async fn process(&self, inputs: &[Input]) -> Result<(), PipelineError> {
+    pub async fn process(&self, inputs: &[Input]) -> Result<Acked, PipelineError> {
         let sent = self.send(inputs).await?;
         self.acked(sent).await
     }
 
     /// Awaits every acknowledgement of a sent batch. On `Err` the batch must be redone
     /// (`process`) before its offsets may be stored.
-    pub async fn acked(&self, sent: Sent) -> Result<(), PipelineError> {
-        self.await_all(sent.pending).await
+    pub async fn acked(&self, sent: Sent) -> Result<Acked, PipelineError> {
+        let mut first_error = None;
+        let mut acks = Vec::with_capacity(sent.pending.len());
+        for p in sent.pending {
+            match p.delivery.await {
+                Ok(_) => acks.push(p.on_ack),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(Acked(acks)),
+            Some(e) => Err(e.into()),
+        }
+    }
+
+    /// Counts a final batch's outputs (emitted, retried, dead-lettered) and their freshness.
+    pub fn count(&self, acked: Acked) {
+        for on_ack in acked.0 {
+            self.acknowledged(on_ack);
+        }
     }
 
     /// Dedup, coalesce, fetch and enqueue every output of a batch; returns once all are handed
@@ -295,22 +319,6 @@ impl Pipeline {
         let headers = o.owned_headers();
         let delivery = self.producer.enqueue(&o.topic, &o.key, o.payload.as_deref(), Some(headers)).await?;
         Ok(Pending { delivery, on_ack })
-    }
-
-    async fn await_all(&self, pending: Vec<Pending>) -> Result<(), PipelineError> {
-        let mut first_error = None;
-        for p in pending {
-            match p.delivery.await {
-                Ok(_) => self.acknowledged(p.on_ack),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            None => Ok(()),
-            Some(e) => Err(e.into()),
-        }
     }
 
     fn acknowledged(&self, on_ack: OnAck) {

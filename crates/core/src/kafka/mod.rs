@@ -9,10 +9,12 @@ mod keys;
 mod producer;
 pub mod stall;
 mod tracker;
+mod transaction;
 
 pub use keys::live_keys;
 pub use producer::{DeliveryFuture, ProduceError, Producer};
 pub use tracker::OffsetTracker;
+pub use transaction::{Transactions, Txn, TxnError, TxnInitError};
 
 use crate::config::KafkaConfig;
 use rdkafka::ClientConfig;

@@ -49,14 +49,18 @@ pub type DeliveryFuture = std::pin::Pin<Box<dyn Future<Output = Result<(i32, i64
 
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    pub(super) inner: FutureProducer,
     metrics: Metrics,
     buffer_wait: Duration,
 }
 
 impl Producer {
     pub fn try_new(cfg: &KafkaConfig, metrics: Metrics) -> Result<Self, ProduceError> {
-        let inner: FutureProducer = super::producer_config(cfg).create().map_err(ProduceError::Create)?;
+        Self::with_config(super::producer_config(cfg), cfg, metrics)
+    }
+
+    pub(super) fn with_config(config: rdkafka::ClientConfig, cfg: &KafkaConfig, metrics: Metrics) -> Result<Self, ProduceError> {
+        let inner: FutureProducer = config.create().map_err(ProduceError::Create)?;
         Ok(Self { inner, metrics, buffer_wait: cfg.producer.buffer_full_timeout })
     }
 

@@ -69,7 +69,7 @@ pub async fn start(cfg: &Config, sink: Arc<dyn Sink>, metrics: Metrics) -> Resul
     )
     .await?;
     let group = format!("{}{}", s.group_prefix, sink.name());
-    let consumer = Arc::new(consumer::create(&cfg.kafka, &group, &topics, metrics.clone())?);
+    let consumer = Arc::new(consumer::create(&cfg.kafka, &group, &topics, false, metrics.clone())?);
     let producer = Producer::try_new(&cfg.kafka, metrics.clone())?;
     let decoder = RecordDecoder::new(s.topic_prefix.clone(), crate::enrich::registry_client(&cfg.registry)?, cfg.entities().clone());
     let cancel = CancellationToken::new();
