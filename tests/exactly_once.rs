@@ -25,10 +25,6 @@ use std::time::Duration;
 const PARTITIONS: i32 = 3;
 const KILLS: usize = 6;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A counter of the role's own `/metrics` (None: not serving yet).
 async fn role_counter(http: &reqwest::Client, port: u16, series: &str) -> Option<f64> {
     let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;

@@ -22,10 +22,9 @@ mod enricher_support;
 use chaos_support::*;
 use common::*;
 use enricher_support::*;
-use slate::event::EntityName;
 use slate::metrics::Metrics;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::time::Duration;
 
 const PARTITIONS: i32 = 6;
 const MUTATIONS_PER_SEC: u64 = 30;
@@ -36,59 +35,6 @@ const GROUP_PARTITIONS: i64 = 6 * PARTITIONS as i64;
 #[tokio::test(flavor = "multi_thread")]
 async fn partitions_move_between_live_instances_without_loss_or_going_back() {
     with_pg_database("slate_scale", scenario).await;
-}
-
-/// A role with a fixed metrics port, so the test can ask it what it owns.
-struct Member {
-    role: Role,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn member(name: &'static str, args: &[&'static str], vars: &[(String, String)], listen_key: &str, dir: &std::path::Path) -> Member {
-    let port = free_port();
-    let mut env = vars.to_vec();
-    env.push((listen_key.to_string(), format!("127.0.0.1:{port}")));
-    Member { role: Role::new(name, args, env, dir), port }
-}
-
-/// A gauge of `group` on this member's own `/metrics` (None: not serving it).
-async fn gauge(http: &reqwest::Client, port: u16, name: &str, group: &str) -> Option<f64> {
-    let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
-    let prefix = format!("{name}{{group=\"{group}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-}
-
-/// The partitions of `group` this member holds now.
-async fn assigned(http: &reqwest::Client, port: u16, group: &str) -> Option<i64> {
-    gauge(http, port, "slate_consumer_assigned_partitions", group).await.map(|v| v as i64)
-}
-
-/// Waits until the live `members` together hold every partition of `group`, each at least one.
-async fn balanced(http: &reqwest::Client, group: &str, members: &mut [&mut Member], step: &str) {
-    let started = Instant::now();
-    loop {
-        let mut counts = Vec::new();
-        for m in members.iter_mut() {
-            if let Some(status) = m.role.exited() {
-                panic!("{step}: {} exited by itself ({status}):\n{}", m.role.name, m.role.log_tail(40));
-            }
-            counts.push(assigned(http, m.port, group).await.unwrap_or(-1));
-        }
-        if counts.iter().all(|c| *c > 0) && counts.iter().sum::<i64>() == GROUP_PARTITIONS {
-            println!("{step}: {group} = {counts:?} after {:?}", started.elapsed());
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "{step}: {group} not spread over {} members within 90s: {counts:?}",
-            members.len()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 async fn scenario(db_url: String) {
@@ -146,16 +92,16 @@ async fn scenario(db_url: String) {
     };
 
     e1.role.start();
-    balanced(&http, &eg, &mut [&mut e1], "one enricher").await;
+    balanced(&http, &eg, GROUP_PARTITIONS, &mut [&mut e1], "one enricher").await;
     s1.role.start();
-    balanced(&http, &sg, &mut [&mut s1], "one sql sink").await;
+    balanced(&http, &sg, GROUP_PARTITIONS, &mut [&mut s1], "one sql sink").await;
     load_moves_on("load before scaling out").await;
 
     e2.role.start();
     e3.role.start();
     s2.role.start();
-    balanced(&http, &eg, &mut [&mut e1, &mut e2, &mut e3], "three enrichers").await;
-    balanced(&http, &sg, &mut [&mut s1, &mut s2], "two sql sinks").await;
+    balanced(&http, &eg, GROUP_PARTITIONS, &mut [&mut e1, &mut e2, &mut e3], "three enrichers").await;
+    balanced(&http, &sg, GROUP_PARTITIONS, &mut [&mut s1, &mut s2], "two sql sinks").await;
     load_moves_on("load on three enrichers").await;
     // The autoscaling signal: under load every member reports its rate and how busy it is.
     for m in [&e1, &e2, &e3] {
@@ -170,20 +116,20 @@ async fn scenario(db_url: String) {
 
     e2.role.kill().await;
     s2.role.kill().await;
-    balanced(&http, &eg, &mut [&mut e1, &mut e3], "enricher-2 SIGKILLed").await;
-    balanced(&http, &sg, &mut [&mut s1], "sql-2 SIGKILLed").await;
+    balanced(&http, &eg, GROUP_PARTITIONS, &mut [&mut e1, &mut e3], "enricher-2 SIGKILLed").await;
+    balanced(&http, &sg, GROUP_PARTITIONS, &mut [&mut s1], "sql-2 SIGKILLed").await;
     load_moves_on("load after the kill").await;
 
     e3.role.stop().await;
     s2.role.start();
-    balanced(&http, &eg, &mut [&mut e1], "enricher-3 stopped").await;
-    balanced(&http, &sg, &mut [&mut s1, &mut s2], "sql-2 back").await;
+    balanced(&http, &eg, GROUP_PARTITIONS, &mut [&mut e1], "enricher-3 stopped").await;
+    balanced(&http, &sg, GROUP_PARTITIONS, &mut [&mut s1, &mut s2], "sql-2 back").await;
     load_moves_on("load on one enricher").await;
 
     e2.role.start();
     s1.role.stop().await;
-    balanced(&http, &eg, &mut [&mut e1, &mut e2], "enricher-2 back").await;
-    balanced(&http, &sg, &mut [&mut s2], "sql-1 stopped").await;
+    balanced(&http, &eg, GROUP_PARTITIONS, &mut [&mut e1, &mut e2], "enricher-2 back").await;
+    balanced(&http, &sg, GROUP_PARTITIONS, &mut [&mut s2], "sql-1 stopped").await;
     let loaded = produced();
     let report = tokio::time::timeout(Duration::from_secs(120), studio.load_finished()).await.expect("load finishes");
     println!("load finished: {report:?}; {loaded} of the messages were published before the last move");
@@ -230,7 +176,7 @@ async fn scenario(db_url: String) {
     let redelivered = delivered.iter().filter(|(u, n)| published_uuids.contains(u.as_str()) && **n > 1).count();
 
     let c = cfg.clone();
-    let (records, backwards) = tokio::task::spawn_blocking(move || versions_never_go_back(&c)).await.unwrap();
+    let (records, backwards) = tokio::task::spawn_blocking(move || versions_never_go_back(&c, PARTITIONS)).await.unwrap();
     assert!(
         backwards.is_empty(),
         "{} keys went back to an older version on an enriched topic: {:?}",
@@ -250,25 +196,4 @@ async fn scenario(db_url: String) {
     studio.shutdown().await;
     registry.stop().await;
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Reads every enriched topic in order and lists the keys whose record versions decrease.
-fn versions_never_go_back(cfg: &slate::config::Config) -> (usize, Vec<String>) {
-    let (mut records, mut backwards) = (0, Vec::new());
-    for kind in slate::studio::kind::ALL {
-        let schema = slate::catalogue::Catalogue::example(kind).schema.clone();
-        let mut newest: BTreeMap<(EntityName, Vec<u8>), i64> = BTreeMap::new();
-        let mut reported = BTreeSet::new();
-        for (key, payload, _) in read_all(&cfg.enricher.output_topic(kind), PARTITIONS) {
-            let Some(payload) = payload else { continue };
-            records += 1;
-            let version = version_of(&schema, &payload);
-            let last = newest.entry((kind, key.clone())).or_insert(version);
-            if version < *last && reported.insert(key.clone()) {
-                backwards.push(format!("{kind} {}: v{last} then v{version}", String::from_utf8_lossy(&key)));
-            }
-            *last = (*last).max(version);
-        }
-    }
-    (records, backwards)
 }

@@ -4,14 +4,15 @@
 #![allow(dead_code)]
 
 use crate::common::*;
+use crate::enricher_support::version_of;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use slate::event::{ChangeEvent, EntityName};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -276,4 +277,78 @@ pub fn group_progress(group: &str, topics: &[String], partitions: i32) -> Vec<(S
             (e.topic().to_string(), e.partition(), e.offset().to_raw().unwrap_or(-1), end)
         })
         .collect()
+}
+
+/// A role with a fixed metrics port, so the test can ask it what it owns.
+pub struct Member {
+    pub role: Role,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn member(name: &'static str, args: &[&'static str], vars: &[(String, String)], listen_key: &str, dir: &std::path::Path) -> Member {
+    let port = free_port();
+    let mut env = vars.to_vec();
+    env.push((listen_key.to_string(), format!("127.0.0.1:{port}")));
+    Member { role: Role::new(name, args, env, dir), port }
+}
+
+/// A gauge of `group` on this member's own `/metrics` (None: not serving it).
+pub async fn gauge(http: &reqwest::Client, port: u16, name: &str, group: &str) -> Option<f64> {
+    let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
+    let prefix = format!("{name}{{group=\"{group}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+}
+
+/// The partitions of `group` this member holds now.
+pub async fn assigned(http: &reqwest::Client, port: u16, group: &str) -> Option<i64> {
+    gauge(http, port, "slate_consumer_assigned_partitions", group).await.map(|v| v as i64)
+}
+
+/// Waits until the live `members` together hold all `partitions` of `group`, each at least one.
+pub async fn balanced(http: &reqwest::Client, group: &str, partitions: i64, members: &mut [&mut Member], step: &str) {
+    let started = Instant::now();
+    loop {
+        let mut counts = Vec::new();
+        for m in members.iter_mut() {
+            if let Some(status) = m.role.exited() {
+                panic!("{step}: {} exited by itself ({status}):\n{}", m.role.name, m.role.log_tail(40));
+            }
+            counts.push(assigned(http, m.port, group).await.unwrap_or(-1));
+        }
+        if counts.iter().all(|c| *c > 0) && counts.iter().sum::<i64>() == partitions {
+            println!("{step}: {group} = {counts:?} after {:?}", started.elapsed());
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{step}: {group} not spread over {} members within 90s: {counts:?}",
+            members.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Reads every enriched topic in order and lists the keys whose record versions decrease.
+pub fn versions_never_go_back(cfg: &slate::config::Config, partitions: i32) -> (usize, Vec<String>) {
+    let (mut records, mut backwards) = (0, Vec::new());
+    for kind in slate::studio::kind::ALL {
+        let schema = slate::catalogue::Catalogue::example(kind).schema.clone();
+        let mut newest: BTreeMap<(EntityName, Vec<u8>), i64> = BTreeMap::new();
+        let mut reported = BTreeSet::new();
+        for (key, payload, _) in read_all(&cfg.enricher.output_topic(kind), partitions) {
+            let Some(payload) = payload else { continue };
+            records += 1;
+            let version = version_of(&schema, &payload);
+            let last = newest.entry((kind, key.clone())).or_insert(version);
+            if version < *last && reported.insert(key.clone()) {
+                backwards.push(format!("{kind} {}: v{last} then v{version}", String::from_utf8_lossy(&key)));
+            }
+            *last = (*last).max(version);
+        }
+    }
+    (records, backwards)
 }

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub enricher_batch_retries_total: Counter,
     /// Exactly-once batches, by outcome (committed|aborted).
     pub enricher_transactions_total: Family<Label1, Counter>,
+    /// Bytes (input messages and their outputs) held by the batches in flight, per group.
+    pub enricher_in_flight_bytes: Family<Label1, Gauge>,
     /// Source requests, by entity and outcome (ok|transient|permanent).
     pub fetch_requests_total: Family<Label2, Counter>,
     /// Ids per source request.
@@ -137,6 +139,7 @@ impl Metrics {
             dead_lettered_total: Family::default(),
             enricher_batch_retries_total: Counter::default(),
             enricher_transactions_total: Family::default(),
+            enricher_in_flight_bytes: Family::default(),
             fetch_requests_total: Family::default(),
             fetch_ids_per_request: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             fetch_seconds: Family::new_with_constructor(latency_histogram),
@@ -191,6 +194,7 @@ impl Metrics {
         r.register("dead_lettered", "Messages sent to the dead-letter topic", m.dead_lettered_total.clone());
         r.register("enricher_batch_retries", "Batches retried after broker or registry trouble", m.enricher_batch_retries_total.clone());
         r.register("enricher_transactions", "Exactly-once batch transactions, by outcome", m.enricher_transactions_total.clone());
+        r.register("enricher_in_flight_bytes", "Bytes held by the enricher's batches in flight", m.enricher_in_flight_bytes.clone());
         r.register("fetch_requests", "Source requests", m.fetch_requests_total.clone());
         r.register("fetch_ids_per_request", "Ids per source request", m.fetch_ids_per_request.clone());
         r.register("fetch_seconds", "Source request latency", m.fetch_seconds.clone());

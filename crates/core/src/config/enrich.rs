@@ -32,6 +32,9 @@ pub struct EnricherConfig {
     /// batch is collected and fetched while the previous one's acknowledgements are awaited.
     /// In-flight input is bounded by this × `batch_max_events`. 1 = one batch at a time.
     pub max_in_flight_batches: usize,
+    /// No further batch is started while the batches in flight hold this many bytes (input
+    /// messages plus their outputs, keys and payloads) or more; the oldest settles first.
+    pub max_in_flight_bytes: usize,
     /// How long a processed event uuid is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedup_ttl: Duration,
@@ -109,6 +112,7 @@ impl Default for EnricherConfig {
             batch_max_events: 1000,
             batch_max_wait: Duration::from_millis(50),
             max_in_flight_batches: 4,
+            max_in_flight_bytes: 64 * 1024 * 1024,
             dedup_ttl: Duration::from_secs(600),
             dedup_capacity: 1_000_000,
             max_ids_per_request: 200,
@@ -139,9 +143,10 @@ impl EnricherConfig {
                 return Err(invalid(key, "must not be empty"));
             }
         }
-        let ranges: [(&str, usize, usize, usize); 5] = [
+        let ranges: [(&str, usize, usize, usize); 6] = [
             ("enricher.batch_max_events", self.batch_max_events, 1, 100_000),
             ("enricher.max_in_flight_batches", self.max_in_flight_batches, 1, 16),
+            ("enricher.max_in_flight_bytes", self.max_in_flight_bytes, 1024 * 1024, 4 * 1024 * 1024 * 1024),
             ("enricher.max_ids_per_request", self.max_ids_per_request, 1, 10_000),
             ("enricher.max_concurrent_fetches", self.max_concurrent_fetches, 1, 1024),
             ("enricher.max_message_bytes", self.max_message_bytes, 64, 16 * 1024 * 1024),

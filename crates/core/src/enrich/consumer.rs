@@ -196,6 +196,8 @@ struct InFlight {
     inputs: Vec<Input>,
     sent: Sent,
     caught_up: bool,
+    /// Input and output bytes this batch holds until it settles.
+    bytes: usize,
 }
 
 /// Runs batches until `cancel` fires, then settles what is in flight and commits synchronously.
@@ -223,7 +225,14 @@ pub async fn run<D, F>(
     let capacity = Capacity::start(consumer.context().group(), metrics.clone(), cancel.clone());
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     while !cancel.is_cancelled() {
-        if in_flight.len() < cfg.max_in_flight_batches {
+        let held: usize = in_flight.iter().map(|b| b.bytes).sum();
+        metrics
+            .enricher_in_flight_bytes
+            .get_or_create(&crate::metrics::label("group", consumer.context().group().to_string()))
+            .set(held as i64);
+        // Both caps: a batch count, and bytes (large records fill memory long before 4 × 1000
+        // of them); one batch always goes, so a single huge batch cannot stall the loop.
+        if in_flight.len() < cfg.max_in_flight_batches && (in_flight.is_empty() || held < cfg.max_in_flight_bytes) {
             // With batches in flight, new input is awaited only briefly before the oldest settles.
             let first_within = (!in_flight.is_empty()).then_some(cfg.batch_max_wait);
             let batch = collect(consumer, &mut tracker, cfg.batch_max_events, cfg.batch_max_wait, first_within, &cancel).await;
@@ -236,9 +245,11 @@ pub async fn run<D, F>(
                     tracker.track(m.topic(), m.partition(), m.offset());
                 }
                 let coords: Vec<(String, i32, i64)> = batch.iter().map(|m| (m.topic().to_string(), m.partition(), m.offset())).collect();
+                let input_bytes: usize = batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)).sum();
                 let Some(inputs) = decode(batch).await else { break };
                 let Some(sent) = send(pipeline, &inputs, metrics, &cancel).await else { break };
-                in_flight.push_back(InFlight { coords, inputs, sent, caught_up });
+                let bytes = input_bytes + sent.bytes;
+                in_flight.push_back(InFlight { coords, inputs, sent, caught_up, bytes });
                 continue;
             }
         }

@@ -43,6 +43,8 @@ pub enum Input {
 /// A batch whose outputs are all enqueued, not yet known to be acknowledged.
 pub struct Sent {
     pending: Vec<Pending>,
+    /// Key and payload bytes of every output, held until acknowledged.
+    pub bytes: usize,
 }
 
 /// A batch whose outputs are all acknowledged: what [`Pipeline::count`] records once the batch
@@ -79,6 +81,7 @@ pub struct Pipeline {
 struct Pending {
     delivery: DeliveryFuture,
     on_ack: OnAck,
+    bytes: usize,
 }
 
 enum OnAck {
@@ -207,7 +210,8 @@ impl Pipeline {
         }
         // On failure the caller redoes the batch; the versions remembered for its keys stay, so
         // the redo emits the same or newer versions only (equal ones are emitted again).
-        Ok(Sent { pending })
+        let bytes = pending.iter().map(|p| p.bytes).sum();
+        Ok(Sent { pending, bytes })
     }
 
     fn outputs_for(
@@ -318,7 +322,8 @@ impl Pipeline {
     async fn enqueue(&self, o: Outgoing, on_ack: OnAck) -> Result<Pending, PipelineError> {
         let headers = o.owned_headers();
         let delivery = self.producer.enqueue(&o.topic, &o.key, o.payload.as_deref(), Some(headers)).await?;
-        Ok(Pending { delivery, on_ack })
+        let bytes = o.key.len() + o.payload.as_ref().map_or(0, Vec::len);
+        Ok(Pending { delivery, on_ack, bytes })
     }
 
     fn acknowledged(&self, on_ack: OnAck) {
