@@ -48,6 +48,17 @@ pub enum SinkError {
     Fatal(String),
 }
 
+impl SinkError {
+    /// Prefixes the message with `what` (e.g. the entity or migration it concerns), keeping the
+    /// classification: a transient failure stays retriable whatever step it interrupted.
+    pub fn context(self, what: impl std::fmt::Display) -> SinkError {
+        match self {
+            SinkError::Unavailable(m) => SinkError::Unavailable(format!("{what}: {m}")),
+            SinkError::Fatal(m) => SinkError::Fatal(format!("{what}: {m}")),
+        }
+    }
+}
+
 /// A target. The seam a test fakes; the real ones are `sql`, `search` and `audit`.
 pub trait Sink: Send + Sync {
     /// Short name: the consumer group suffix and the `sink` metric label.

@@ -164,7 +164,7 @@ impl SqlSink {
             sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str()))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| SinkError::Fatal(format!("sql migration {} ({}): {e}", m.version, m.name)))?;
+                .map_err(|e| classify(e).context(format_args!("sql migration {} ({})", m.version, m.name)))?;
             sqlx::query("INSERT INTO slate_sql_migrations (version, name) VALUES ($1, $2)")
                 .bind(m.version)
                 .bind(&m.name)

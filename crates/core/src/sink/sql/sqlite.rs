@@ -133,7 +133,7 @@ impl SqliteSink {
             sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str()))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| SinkError::Fatal(format!("sqlite migration {} ({}): {e}", m.version, m.name)))?;
+                .map_err(|e| classify(e).context(format_args!("sqlite migration {} ({})", m.version, m.name)))?;
             sqlx::query("INSERT INTO slate_sql_migrations (version, name) VALUES (?1, ?2)")
                 .bind(m.version)
                 .bind(&m.name)
@@ -249,7 +249,7 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     matches!(primary_code(e), Some(SQLITE_CONSTRAINT | SQLITE_TOOBIG | SQLITE_MISMATCH | SQLITE_RANGE))
 }
 
-fn classify(e: sqlx::Error) -> SinkError {
+pub(super) fn classify(e: sqlx::Error) -> SinkError {
     use sqlx::Error as E;
     match &e {
         E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::BeginFailed => SinkError::Unavailable(format!("sqlite: {e}")),

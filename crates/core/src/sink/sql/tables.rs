@@ -219,8 +219,11 @@ fn alters<'c>(
     Ok(out)
 }
 
-fn ddl_failed(t: &Table) -> impl Fn(sqlx::Error) -> SinkError + '_ {
-    move |e| SinkError::Fatal(format!("SQL sink, entity `{}`: DDL failed: {e}", t.entity))
+/// Names the entity in a DDL error, keeping the backend's classification: a connection lost
+/// mid-DDL (the database restarting, a network cut) stays [`SinkError::Unavailable`], so a sink
+/// starting or evolving its tables during an outage waits it out instead of exiting.
+fn ddl_failed(entity: EntityName, classify: fn(sqlx::Error) -> SinkError) -> impl Fn(sqlx::Error) -> SinkError {
+    move |e| classify(e).context(format_args!("SQL sink, entity `{entity}`: DDL failed"))
 }
 
 /// The DDL of one table plan: `Ok(Err(reason))` when its tables conflict with the database (then
@@ -230,7 +233,7 @@ pub(super) type Applied = Result<Result<(), String>, SinkError>;
 /// Creates and evolves `t`'s tables on PostgreSQL (the caller holds the DDL lock in `conn`'s
 /// transaction).
 pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Applied {
-    let fatal = ddl_failed(t);
+    let fatal = ddl_failed(t.entity, super::classify);
     for create in creates(t, &PG) {
         sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(&fatal)?;
     }
@@ -260,7 +263,7 @@ pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Applied {
 
 /// Creates and evolves `t`'s tables on SQLite (the caller holds `BEGIN IMMEDIATE`).
 pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table) -> Applied {
-    let fatal = ddl_failed(t);
+    let fatal = ddl_failed(t.entity, super::sqlite::classify);
     for create in creates(t, &SQLITE) {
         sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(&fatal)?;
     }
@@ -293,6 +296,19 @@ fn unquote(ident: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_lost_mid_ddl_is_waited_out_not_fatal() {
+        let entity = EntityName::from_static("invoice");
+        let lost = || sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed connection"));
+        for classify in [super::super::classify as fn(sqlx::Error) -> SinkError, super::super::sqlite::classify] {
+            match ddl_failed(entity, classify)(lost()) {
+                SinkError::Unavailable(m) => assert!(m.contains("`invoice`") && m.contains("peer closed"), "{m}"),
+                other => panic!("a lost connection must be retried, got {other:?}"),
+            }
+            assert!(matches!(ddl_failed(entity, classify)(sqlx::Error::RowNotFound), SinkError::Fatal(m) if m.contains("DDL failed")));
+        }
+    }
 
     #[test]
     fn quoting_round_trips() {
