@@ -53,31 +53,18 @@ async fn killed_mid_transaction_every_output_is_read_committed_exactly_once() {
     let dir = TempDir(std::env::temp_dir().join(unique("slate-eos")));
     std::fs::create_dir_all(&dir.0).unwrap();
     let port = free_port();
-    let vars: Vec<(String, String)> = [
-        ("KAFKA__BOOTSTRAP_SERVERS", noida.bootstrap.clone()),
-        ("KAFKA__CONSUMER__SESSION_TIMEOUT", "6s".into()),
+    let extra = [
         // noida-db never expires a SIGKILLed member's session; a restart with the same static
         // membership id takes its place at once (which is what static membership is for).
         ("KAFKA__CONSUMER__GROUP_INSTANCE_ID", unique("eos-instance")),
-        ("REGISTRY__URL", registry.url.clone()),
-        ("SOURCES__GRAPHQL_ENDPOINT", format!("http://{}/graphql", studio.http_addr)),
-        ("ENRICHER__GROUP_ID", cfg.enricher.group_id.clone()),
-        ("ENRICHER__INPUT_TOPIC_PREFIX", cfg.studio.topic_prefix.clone()),
-        ("ENRICHER__OUTPUT_TOPIC_PREFIX", cfg.enricher.output_topic_prefix.clone()),
-        ("ENRICHER__RETRY_TOPIC", cfg.enricher.retry_topic.clone()),
-        ("ENRICHER__DLQ_TOPIC", cfg.enricher.dlq_topic.clone()),
-        ("ENRICHER__TOPIC_PARTITIONS", PARTITIONS.to_string()),
-        ("ENRICHER__BATCH_MAX_WAIT", "20ms".into()),
         ("ENRICHER__BATCH_MAX_EVENTS", "40".into()),
         ("ENRICHER__MAX_IDS_PER_REQUEST", "3".into()),
         ("ENRICHER__MAX_CONCURRENT_FETCHES", "1".into()),
         ("ENRICHER__DELIVERY", "exactly_once".into()),
         ("ENRICHER__TRANSACTIONAL_ID", unique("eos-enricher")),
         ("ENRICHER__METRICS_LISTEN", format!("127.0.0.1:{port}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("SLATE_{k}"), v))
-    .collect();
+    ];
+    let vars = enricher_env(&cfg, &noida.bootstrap, &format!("http://{}/graphql", studio.http_addr), &extra);
     let mut enricher = Role::new("enricher", &["run", "enricher"], vars, &dir.0);
     let http = reqwest::Client::new();
     // Counted once a batch is final: in this mode, once its transaction committed.

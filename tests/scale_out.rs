@@ -23,7 +23,6 @@ use chaos_support::*;
 use common::*;
 use enricher_support::*;
 use slate::metrics::Metrics;
-use std::collections::HashSet;
 use std::time::Duration;
 
 const PARTITIONS: i32 = 6;
@@ -56,26 +55,14 @@ async fn scenario(db_url: String) {
     std::fs::create_dir_all(&dir).unwrap();
     let out_prefix = cfg.enricher.output_topic_prefix.clone();
     let sink_groups = format!("{}-", unique("sink"));
-    let vars: Vec<(String, String)> = [
-        ("KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap()),
-        ("KAFKA__CONSUMER__SESSION_TIMEOUT", "6s".into()),
-        ("REGISTRY__URL", registry.url.clone()),
-        ("SOURCES__GRAPHQL_ENDPOINT", format!("http://{}/graphql", studio.http_addr)),
-        ("ENRICHER__GROUP_ID", cfg.enricher.group_id.clone()),
-        ("ENRICHER__INPUT_TOPIC_PREFIX", cfg.studio.topic_prefix.clone()),
-        ("ENRICHER__OUTPUT_TOPIC_PREFIX", out_prefix.clone()),
-        ("ENRICHER__RETRY_TOPIC", cfg.enricher.retry_topic.clone()),
-        ("ENRICHER__DLQ_TOPIC", cfg.enricher.dlq_topic.clone()),
-        ("ENRICHER__TOPIC_PARTITIONS", PARTITIONS.to_string()),
-        ("ENRICHER__BATCH_MAX_WAIT", "20ms".into()),
+    let graphql = format!("http://{}/graphql", studio.http_addr);
+    let sinks = [
         ("SINKS__GROUP_PREFIX", sink_groups.clone()),
         ("SINKS__TOPIC_PREFIX", out_prefix.clone()),
         ("SINKS__DLQ_TOPIC", cfg.enricher.dlq_topic.clone()),
         ("SINKS__SQL__DATABASE_URL", db_url.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("SLATE_{k}"), v))
-    .collect();
+    ];
+    let vars = enricher_env(&cfg, &kafka_bootstrap(), &graphql, &sinks);
     let enricher = |name| member(name, &["run", "enricher"], &vars, "SLATE_ENRICHER__METRICS_LISTEN", &dir);
     let sql = |name| member(name, &["run", "sink", "sql"], &vars, "SLATE_SINKS__METRICS_LISTEN", &dir);
     let (mut e1, mut e2, mut e3) = (enricher("enricher-1"), enricher("enricher-2"), enricher("enricher-3"));
@@ -160,33 +147,10 @@ async fn scenario(db_url: String) {
     })
     .await;
 
-    let (prefix, out) = (cfg.studio.topic_prefix.clone(), out_prefix.clone());
-    let (events, poison) = tokio::task::spawn_blocking(move || published(&prefix, PARTITIONS)).await.unwrap();
-    assert_eq!(poison, 0, "the studio publishes only valid events");
-    let delivered = tokio::task::spawn_blocking(move || deliveries(&out, PARTITIONS)).await.unwrap();
-    let lost: Vec<&Published> = events.iter().filter(|e| !delivered.contains_key(&e.uuid)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} published events never reached an enriched topic, e.g. {:?}",
-        lost.len(),
-        events.len(),
-        &lost[..lost.len().min(5)]
-    );
-    let published_uuids: HashSet<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
-    let redelivered = delivered.iter().filter(|(u, n)| published_uuids.contains(u.as_str()) && **n > 1).count();
-
-    let c = cfg.clone();
-    let (records, backwards) = tokio::task::spawn_blocking(move || versions_never_go_back(&c, PARTITIONS)).await.unwrap();
-    assert!(
-        backwards.is_empty(),
-        "{} keys went back to an older version on an enriched topic: {:?}",
-        backwards.len(),
-        &backwards[..backwards.len().min(10)]
-    );
+    let Audit { events, records, redelivered } = assert_nothing_lost_or_reordered(&cfg, PARTITIONS).await;
     println!(
-        "{} events, {} keys, {records} enriched records read in order, none going back; {rows} SQL rows at the source's version; \
+        "{events} events, {} keys, {records} enriched records read in order, none going back; {rows} SQL rows at the source's version; \
          {redelivered} events delivered more than once (at-least-once across owner changes)",
-        events.len(),
         keys.len()
     );
 

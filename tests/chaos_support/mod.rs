@@ -323,11 +323,10 @@ pub async fn balanced(http: &reqwest::Client, group: &str, partitions: i64, memb
             println!("{step}: {group} = {counts:?} after {:?}", started.elapsed());
             return;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "{step}: {group} not spread over {} members within 90s: {counts:?}",
-            members.len()
-        );
+        if started.elapsed() > Duration::from_secs(90) {
+            let logs: Vec<String> = members.iter().map(|m| format!("--- {}:\n{}", m.role.name, m.role.log_tail(30))).collect();
+            panic!("{step}: {group} not spread over {} members within 90s: {counts:?}\n{}", members.len(), logs.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -351,4 +350,61 @@ pub fn versions_never_go_back(cfg: &slate::config::Config, partitions: i32) -> (
         }
     }
     (records, backwards)
+}
+
+/// The `SLATE_*` variables of a `slate run enricher` process for `cfg` (its group, topics,
+/// registry) on the broker `bootstrap`, fetching from `graphql`; `extra` pairs (keys without
+/// the `SLATE_` prefix) come after, so they win.
+pub fn enricher_env(cfg: &slate::config::Config, bootstrap: &str, graphql: &str, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let e = &cfg.enricher;
+    let common = [
+        ("KAFKA__BOOTSTRAP_SERVERS", bootstrap.to_string()),
+        ("KAFKA__CONSUMER__SESSION_TIMEOUT", "6s".into()),
+        ("REGISTRY__URL", cfg.registry.url.clone()),
+        ("SOURCES__GRAPHQL_ENDPOINT", graphql.to_string()),
+        ("ENRICHER__GROUP_ID", e.group_id.clone()),
+        ("ENRICHER__INPUT_TOPIC_PREFIX", e.input_topic_prefix.clone()),
+        ("ENRICHER__OUTPUT_TOPIC_PREFIX", e.output_topic_prefix.clone()),
+        ("ENRICHER__RETRY_TOPIC", e.retry_topic.clone()),
+        ("ENRICHER__DLQ_TOPIC", e.dlq_topic.clone()),
+        ("ENRICHER__TOPIC_PARTITIONS", e.topic_partitions.to_string()),
+        ("ENRICHER__BATCH_MAX_WAIT", "20ms".into()),
+    ];
+    common.into_iter().chain(extra.iter().cloned()).map(|(k, v)| (format!("SLATE_{k}"), v)).collect()
+}
+
+/// What [`assert_nothing_lost_or_reordered`] read.
+pub struct Audit {
+    pub events: usize,
+    pub records: usize,
+    /// Published events delivered more than once (at-least-once across owner changes).
+    pub redelivered: usize,
+}
+
+/// Asserts that every event published on `cfg`'s change topics reached an enriched topic and
+/// that, read in order, no key's version goes back on an enriched topic.
+pub async fn assert_nothing_lost_or_reordered(cfg: &slate::config::Config, partitions: i32) -> Audit {
+    let (prefix, out) = (cfg.studio.topic_prefix.clone(), cfg.enricher.output_topic_prefix.clone());
+    let (events, poison) = tokio::task::spawn_blocking(move || published(&prefix, partitions)).await.unwrap();
+    assert_eq!(poison, 0, "the studio publishes only valid events");
+    let delivered = tokio::task::spawn_blocking(move || deliveries(&out, partitions)).await.unwrap();
+    let lost: Vec<&Published> = events.iter().filter(|e| !delivered.contains_key(&e.uuid)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} published events never reached an enriched topic, e.g. {:?}",
+        lost.len(),
+        events.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let published_uuids: std::collections::HashSet<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
+    let redelivered = delivered.iter().filter(|(u, n)| published_uuids.contains(u.as_str()) && **n > 1).count();
+    let c = cfg.clone();
+    let (records, backwards) = tokio::task::spawn_blocking(move || versions_never_go_back(&c, partitions)).await.unwrap();
+    assert!(
+        backwards.is_empty(),
+        "{} keys went back to an older version on an enriched topic: {:?}",
+        backwards.len(),
+        &backwards[..backwards.len().min(10)]
+    );
+    Audit { events: events.len(), records, redelivered }
 }

@@ -100,36 +100,33 @@ impl Txn<'_> {
 
     /// Flushes and commits. A retriable failure is retried here; on any other the caller aborts.
     pub async fn commit(&self) -> Result<(), TxnError> {
-        loop {
-            let (p, timeout) = (self.producer.inner.clone(), self.timeout);
-            match blocking(move || p.commit_transaction(timeout)).await {
-                Ok(()) => return Ok(()),
-                Err(source) => {
-                    let e = TxnError { op: "commit_transaction", source };
-                    if !e.is_retriable() {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "commit failed; retrying it");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-            }
-        }
+        until_not_retriable("commit_transaction", self.producer, self.timeout, |p, t| p.commit_transaction(t)).await
     }
 
     /// Aborts: nothing produced in this transaction becomes visible, no offset moves.
     pub async fn abort(self) -> Result<(), TxnError> {
-        loop {
-            let (p, timeout) = (self.producer.inner.clone(), self.timeout);
-            match blocking(move || p.abort_transaction(timeout)).await {
-                Ok(()) => return Ok(()),
-                Err(source) => {
-                    let e = TxnError { op: "abort_transaction", source };
-                    if !e.is_retriable() {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "abort failed; retrying it");
-                    tokio::time::sleep(RETRY_PAUSE).await;
+        until_not_retriable("abort_transaction", self.producer, self.timeout, |p, t| p.abort_transaction(t)).await
+    }
+}
+
+/// Runs a transaction call until it succeeds or fails with an error that is not retriable.
+async fn until_not_retriable(
+    op: &'static str,
+    producer: &Producer,
+    timeout: Duration,
+    call: fn(&rdkafka::producer::FutureProducer, Duration) -> Result<(), KafkaError>,
+) -> Result<(), TxnError> {
+    loop {
+        let p = producer.inner.clone();
+        match blocking(move || call(&p, timeout)).await {
+            Ok(()) => return Ok(()),
+            Err(source) => {
+                let e = TxnError { op, source };
+                if !e.is_retriable() {
+                    return Err(e);
                 }
+                tracing::warn!(error = %e, "{op} failed; retrying it");
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }
