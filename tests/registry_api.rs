@@ -407,3 +407,7 @@ mod clients;
 /// Where Confluent's behaviour is subtle: references, modes, empty bodies, content types.
 #[path = "registry_api/parity.rs"]
 mod parity;
+
+/// Schema contexts: per-context ids, the `/contexts/.ctx` prefix, context config and mode.
+#[path = "registry_api/contexts.rs"]
+mod contexts;

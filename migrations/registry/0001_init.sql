@@ -1,15 +1,13 @@
 -- Schema registry storage. Idempotent: run at every PgStore::connect under an advisory lock.
 
 -- A schema is immutable once stored; its id is global and never reused.
--- Identity = (normalized schema text, references json); the md5 expression index makes the
--- pair unique without hitting the btree row-size limit on large schemas.
+-- Identity and id uniqueness are per context: see 0003_contexts.sql, which also drops this
+-- primary key (ids are allocated per context by the store, max + 1 under a lock).
 CREATE TABLE IF NOT EXISTS registry_schemas (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     schema_text     TEXT NOT NULL,
     references_json TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS registry_schemas_identity
-    ON registry_schemas (md5(schema_text), md5(references_json));
 
 -- Versions of a subject. Soft delete flips `deleted`; permanent delete removes the row.
 CREATE TABLE IF NOT EXISTS registry_subject_versions (

@@ -102,6 +102,7 @@ def main(url):
     check(fresh(payload, ctx) == record, "a cold deserializer resolves the id through the registry")
 
     references_and_modes(url)
+    contexts(url)
 
 
 def references_and_modes(url):
@@ -132,6 +133,23 @@ def references_and_modes(url):
     check(client.delete_mode("py-money") == "READONLY", "delete_mode answers the removed mode")
     client.register_schema("py-money", avro({**money, "fields": money["fields"] + [{"name": "x", "type": "int", "default": 0}]}))
     check(client.get_versions("py-money") == [1, 2], "the subject takes registrations again")
+
+
+def contexts(url):
+    """A serializer and deserializer whose base URL is a context write and read ids of that
+    context; the same bytes mean another schema (or none) in the default context."""
+    finance = SchemaRegistryClient({"url": url + "/contexts/.finance"})
+    plain = SchemaRegistryClient({"url": url})
+    amount = {"type": "record", "name": "Amount", "namespace": "t.ctx", "fields": [{"name": "cents", "type": "long"}]}
+    ctx = SerializationContext("ctx.amounts", MessageField.VALUE)
+    payload = AvroSerializer(finance, json.dumps(amount))({"cents": 7}, ctx)
+    writer_id = int.from_bytes(payload[1:5], "big")
+    check(writer_id == 1, f"the first schema of context .finance is id 1 ({writer_id})")
+    check(AvroDeserializer(SchemaRegistryClient({"url": url + "/contexts/.finance"}))(payload, ctx) == {"cents": 7},
+          "a deserializer based in the context reads the record back")
+    check(json.loads(plain.get_schema(writer_id).schema_str) != amount, "id 1 of the default context is another schema")
+    check(":.finance:ctx.amounts-value" in plain.get_subjects(), "the subject is listed qualified")
+    check(finance.get_latest_version("ctx.amounts-value").schema_id == 1, "latest version inside the context")
 
 
 if __name__ == "__main__":

@@ -122,14 +122,7 @@ async fn oversized_bodies_are_refused_whole(api: Api) {
     assert_error(api.get("/subjects/s/versions").await, 40401);
 }
 
-async fn only_the_default_context(api: Api) {
-    assert_eq!(api.get("/contexts").await, (200, json!(["."])));
-    assert_error(api.register(":.finance:payments-value", &record(&[A])).await, 42208);
-    assert_eq!(api.get("/subjects").await, (200, json!([])));
-}
-
 on_both_stores!(
-    only_the_default_context,
     referenced_by_and_protected_deletes,
     empty_schema_bodies_are_invalid_schemas,
     compatibility_with_no_versions_is_true,

@@ -38,8 +38,9 @@ pub enum RegistryError {
     ReferenceExists { subject: String, version: u32 },
     #[error("{0}")]
     IdDoesNotMatch(String),
-    #[error("invalid subject {0:?}: schema contexts (`:.context:subject`) are not supported by this registry; use a plain subject name")]
-    ContextNotSupported(String),
+    /// A malformed subject name, e.g. a context qualifier without its closing `:`.
+    #[error("invalid subject {0}")]
+    InvalidSubject(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("invalid request body: {0}")]
@@ -75,7 +76,7 @@ impl RegistryError {
             Self::OperationNotPermitted(_) => 42205,
             Self::ReferenceExists { .. } => 42206,
             Self::IdDoesNotMatch(_) => 42207,
-            Self::ContextNotSupported(_) => 42208,
+            Self::InvalidSubject(_) => 42208,
             Self::TooLarge(_) => 413,
             Self::BadRequest(_) => 400,
             Self::Unauthorized => 40101,

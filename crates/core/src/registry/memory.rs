@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::compat::CompatibilityLevel;
+use super::context::context_of;
 use super::error::RegistryError;
 use super::mode::Mode;
 use super::store::{InsertOutcome, StoredSchema, VersionRow};
@@ -14,10 +15,11 @@ pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
 }
 
+/// (context, id) and (context, text, references json): ids are per context.
 #[derive(Debug, Default)]
 struct MemoryInner {
-    schemas: BTreeMap<u32, StoredSchema>,
-    ids: HashMap<(String, String), u32>,
+    schemas: BTreeMap<(String, u32), StoredSchema>,
+    ids: HashMap<(String, String, String), u32>,
     subjects: BTreeMap<String, Vec<VersionRow>>,
     configs: HashMap<String, CompatibilityLevel>,
     modes: HashMap<String, Mode>,
@@ -34,25 +36,25 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(super) fn schema_id(&self, text: &str, references_json: &str) -> u32 {
+    pub(super) fn schema_id(&self, context: &str, text: &str, references_json: &str) -> u32 {
         let mut inner = self.lock();
-        let key = (text.to_owned(), references_json.to_owned());
+        let key = identity(context, text, references_json);
         if let Some(id) = inner.ids.get(&key) {
             return *id;
         }
-        let id = inner.schemas.last_key_value().map_or(0, |(id, _)| *id) + 1;
-        inner.schemas.insert(id, StoredSchema { id, text: key.0.clone(), references_json: key.1.clone() });
+        let id =
+            inner.schemas.range((context.to_owned(), 0)..=(context.to_owned(), u32::MAX)).next_back().map_or(0, |((_, id), _)| *id) + 1;
+        inner.schemas.insert((context.to_owned(), id), StoredSchema { id, text: key.1.clone(), references_json: key.2.clone() });
         inner.ids.insert(key, id);
         id
     }
 
-    pub(super) fn find_schema_id(&self, text: &str, references_json: &str) -> Option<u32> {
-        let key = (text.to_owned(), references_json.to_owned());
-        self.lock().ids.get(&key).copied()
+    pub(super) fn find_schema_id(&self, context: &str, text: &str, references_json: &str) -> Option<u32> {
+        self.lock().ids.get(&identity(context, text, references_json)).copied()
     }
 
-    pub(super) fn schema_by_id(&self, id: u32) -> Option<StoredSchema> {
-        self.lock().schemas.get(&id).cloned()
+    pub(super) fn schema_by_id(&self, context: &str, id: u32) -> Option<StoredSchema> {
+        self.lock().schemas.get(&(context.to_owned(), id)).cloned()
     }
 
     pub(super) fn subjects(&self, include_deleted: bool) -> Vec<String> {
@@ -68,10 +70,10 @@ impl MemoryStore {
         self.lock().subjects.get(subject).cloned().unwrap_or_default()
     }
 
-    pub(super) fn usages(&self, id: u32) -> Vec<(String, VersionRow)> {
+    pub(super) fn usages(&self, context: &str, id: u32) -> Vec<(String, VersionRow)> {
         let inner = self.lock();
         let mut found = Vec::new();
-        for (subject, rows) in &inner.subjects {
+        for (subject, rows) in inner.subjects.iter().filter(|(subject, _)| context_of(subject) == context) {
             for row in rows.iter().filter(|row| row.schema_id == id) {
                 found.push((subject.clone(), *row));
             }
@@ -122,19 +124,20 @@ impl MemoryStore {
         self.lock().configs.remove(key)
     }
 
-    pub(super) fn schemas_mentioning(&self, subject: &str) -> Vec<StoredSchema> {
-        self.lock().schemas.values().filter(|s| s.references_json.contains(subject)).cloned().collect()
+    pub(super) fn schemas_mentioning(&self, subject: &str) -> Vec<(String, StoredSchema)> {
+        let inner = self.lock();
+        inner.schemas.iter().filter(|(_, s)| s.references_json.contains(subject)).map(|((c, _), s)| (c.clone(), s.clone())).collect()
     }
 
-    pub(super) fn insert_schema_with_id(&self, id: u32, text: &str, references_json: &str) -> Result<(), RegistryError> {
+    pub(super) fn insert_schema_with_id(&self, context: &str, id: u32, text: &str, references_json: &str) -> Result<(), RegistryError> {
         let mut inner = self.lock();
-        let key = (text.to_owned(), references_json.to_owned());
-        match (inner.schemas.get(&id), inner.ids.get(&key)) {
+        let key = identity(context, text, references_json);
+        match (inner.schemas.get(&(context.to_owned(), id)), inner.ids.get(&key)) {
             (Some(held), _) if held.text == text && held.references_json == references_json => Ok(()),
             (Some(_), _) => Err(RegistryError::IdDoesNotMatch(format!("id {id} already holds another schema"))),
             (None, Some(other)) => Err(RegistryError::IdDoesNotMatch(format!("this schema is already stored with id {other}, not {id}"))),
             (None, None) => {
-                inner.schemas.insert(id, StoredSchema { id, text: key.0.clone(), references_json: key.1.clone() });
+                inner.schemas.insert((context.to_owned(), id), StoredSchema { id, text: key.1.clone(), references_json: key.2.clone() });
                 inner.ids.insert(key, id);
                 Ok(())
             }
@@ -169,4 +172,8 @@ impl MemoryStore {
     pub(super) fn delete_mode(&self, key: &str) -> Option<Mode> {
         self.lock().modes.remove(key)
     }
+}
+
+fn identity(context: &str, text: &str, references_json: &str) -> (String, String, String) {
+    (context.to_owned(), text.to_owned(), references_json.to_owned())
 }

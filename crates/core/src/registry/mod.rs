@@ -1,9 +1,11 @@
 //! Confluent-compatible schema registry: client side and embedded server (AVRO only).
 //!
 //! Contracts:
-//! - Ids are global, stable and never reused. One schema (normalized text + references) has
-//!   one id across all subjects; registering it again in a subject returns the existing id and
-//!   does not add a version. "Same" is defined in `schema.rs` (doc changes are new schemas).
+//! - Ids are stable and never reused, unique within a schema context (`context.rs`; one id space
+//!   for deployments that use no contexts). One schema (normalized text + references) has one
+//!   id across the subjects of a context; registering it again in a subject returns the
+//!   existing id and does not add a version. "Same" is defined in `schema.rs` (doc changes are
+//!   new schemas).
 //! - Versions count from 1 per subject and are never renumbered. Soft delete hides a version
 //!   (visible with `?deleted=true`); permanent delete requires a prior soft delete, as Confluent.
 //! - A registration is checked against the live versions under the subject's level, else the
@@ -17,6 +19,7 @@
 
 pub mod client;
 pub mod compat;
+pub mod context;
 mod error;
 mod memory;
 mod mode;
@@ -24,6 +27,7 @@ mod pg;
 mod schema;
 mod server;
 mod service;
+mod settings;
 mod store;
 
 use serde::{Deserialize, Serialize};

@@ -12,6 +12,7 @@ use super::store::{InsertOutcome, StoredSchema, VersionRow};
 
 const SCHEMA_SQL: &str = include_str!("../../../../migrations/registry/0001_init.sql");
 const MODE_SQL: &str = include_str!("../../../../migrations/registry/0002_mode.sql");
+const CONTEXTS_SQL: &str = include_str!("../../../../migrations/registry/0003_contexts.sql");
 /// Arbitrary constant key of the advisory lock that serializes DDL ("slate reg").
 const DDL_LOCK_KEY: i64 = 0x736c_6174_6572_6567;
 
@@ -36,43 +37,40 @@ impl PgStore {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK_KEY).execute(&mut *tx).await?;
         sqlx::raw_sql(SCHEMA_SQL).execute(&mut *tx).await?;
         sqlx::raw_sql(MODE_SQL).execute(&mut *tx).await?;
+        sqlx::raw_sql(CONTEXTS_SQL).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(PgStore { pool })
     }
 
-    pub(super) async fn schema_id(&self, text: &str, references_json: &str) -> Result<u32> {
-        let inserted = sqlx::query(
-            "INSERT INTO registry_schemas (schema_text, references_json) VALUES ($1, $2) \
-             ON CONFLICT (md5(schema_text), md5(references_json)) DO NOTHING RETURNING id",
-        )
-        .bind(text)
-        .bind(references_json)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = inserted {
-            return to_u32(row.try_get::<i64, _>("id")?);
+    /// The id of this schema in `context`, allocating the context's next id (max + 1, under the
+    /// context's id lock, so concurrent registrations agree and ids are never reused: schema rows
+    /// are never deleted).
+    pub(super) async fn schema_id(&self, context: &str, text: &str, references_json: &str) -> Result<u32> {
+        let mut tx = self.pool.begin().await?;
+        lock_ids(&mut tx, context).await?;
+        if let Some(id) = find_id(&mut *tx, context, text, references_json).await? {
+            return Ok(id);
         }
-        // The conflicting insert has committed (ON CONFLICT waits for it), so it is visible.
-        self.find_schema_id(text, references_json)
-            .await?
-            .ok_or_else(|| RegistryError::Corrupt("schema identity conflict without a matching row".to_owned()))
-    }
-
-    pub(super) async fn find_schema_id(&self, text: &str, references_json: &str) -> Result<Option<u32>> {
-        let row = sqlx::query(
-            "SELECT id FROM registry_schemas \
-             WHERE md5(schema_text) = md5($1) AND md5(references_json) = md5($2) \
-             AND schema_text = $1 AND references_json = $2",
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO registry_schemas (context, id, schema_text, references_json) OVERRIDING SYSTEM VALUE \
+             SELECT $1, COALESCE(max(id), 0) + 1, $2, $3 FROM registry_schemas WHERE context = $1 RETURNING id",
         )
+        .bind(context)
         .bind(text)
         .bind(references_json)
-        .fetch_optional(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        row.map(|row| to_u32(row.try_get::<i64, _>("id")?)).transpose()
+        tx.commit().await?;
+        to_u32(id)
     }
 
-    pub(super) async fn schema_by_id(&self, id: u32) -> Result<Option<StoredSchema>> {
-        let row = sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE id = $1")
+    pub(super) async fn find_schema_id(&self, context: &str, text: &str, references_json: &str) -> Result<Option<u32>> {
+        find_id(&self.pool, context, text, references_json).await
+    }
+
+    pub(super) async fn schema_by_id(&self, context: &str, id: u32) -> Result<Option<StoredSchema>> {
+        let row = sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE context = $1 AND id = $2")
+            .bind(context)
             .bind(i64::from(id))
             .fetch_optional(&self.pool)
             .await?;
@@ -102,12 +100,15 @@ impl PgStore {
         rows.iter().map(version_row).collect()
     }
 
-    pub(super) async fn usages(&self, id: u32) -> Result<Vec<(String, VersionRow)>> {
+    pub(super) async fn usages(&self, context: &str, id: u32) -> Result<Vec<(String, VersionRow)>> {
+        // The default context's subjects are the unqualified ones.
         let rows = sqlx::query(
-            "SELECT subject, version, schema_id, deleted FROM registry_subject_versions \
-             WHERE schema_id = $1 ORDER BY subject, version",
+            "SELECT subject, version, schema_id, deleted FROM registry_subject_versions WHERE schema_id = $1 \
+             AND (CASE WHEN $2 = '.' THEN NOT starts_with(subject, ':.') ELSE starts_with(subject, ':' || $2 || ':') END) \
+             ORDER BY subject, version",
         )
         .bind(i64::from(id))
+        .bind(context)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok((row.try_get("subject")?, version_row(row)?))).collect()
@@ -173,26 +174,29 @@ impl PgStore {
 }
 
 impl PgStore {
-    pub(super) async fn schemas_mentioning(&self, subject: &str) -> Result<Vec<StoredSchema>> {
-        let rows = sqlx::query("SELECT id, schema_text, references_json FROM registry_schemas WHERE strpos(references_json, $1) > 0")
-            .bind(subject)
-            .fetch_all(&self.pool)
-            .await?;
+    pub(super) async fn schemas_mentioning(&self, subject: &str) -> Result<Vec<(String, StoredSchema)>> {
+        let rows =
+            sqlx::query("SELECT context, id, schema_text, references_json FROM registry_schemas WHERE strpos(references_json, $1) > 0")
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
-                Ok(StoredSchema {
+                let schema = StoredSchema {
                     id: to_u32(row.try_get::<i64, _>("id")?)?,
                     text: row.try_get("schema_text")?,
                     references_json: row.try_get("references_json")?,
-                })
+                };
+                Ok((row.try_get("context")?, schema))
             })
             .collect()
     }
 
-    pub(super) async fn insert_schema_with_id(&self, id: u32, text: &str, references_json: &str) -> Result<()> {
+    pub(super) async fn insert_schema_with_id(&self, context: &str, id: u32, text: &str, references_json: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("LOCK TABLE registry_schemas IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
-        if let Some(held) = sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE id = $1")
+        lock_ids(&mut tx, context).await?;
+        if let Some(held) = sqlx::query("SELECT schema_text, references_json FROM registry_schemas WHERE context = $1 AND id = $2")
+            .bind(context)
             .bind(i64::from(id))
             .fetch_optional(&mut *tx)
             .await?
@@ -201,19 +205,19 @@ impl PgStore {
                 held.try_get::<String, _>("schema_text")? == text && held.try_get::<String, _>("references_json")? == references_json;
             return if same { Ok(()) } else { Err(RegistryError::IdDoesNotMatch(format!("id {id} already holds another schema"))) };
         }
-        if let Some(other) = self.find_schema_id(text, references_json).await? {
+        if let Some(other) = find_id(&mut *tx, context, text, references_json).await? {
             return Err(RegistryError::IdDoesNotMatch(format!("this schema is already stored with id {other}, not {id}")));
         }
-        sqlx::query("INSERT INTO registry_schemas (id, schema_text, references_json) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)")
-            .bind(i64::from(id))
-            .bind(text)
-            .bind(references_json)
-            .execute(&mut *tx)
-            .await?;
-        // Allocated ids continue above every imported one.
-        sqlx::query("SELECT setval(pg_get_serial_sequence('registry_schemas', 'id'), (SELECT max(id) FROM registry_schemas))")
-            .execute(&mut *tx)
-            .await?;
+        // Allocated ids (max + 1) continue above every imported one.
+        sqlx::query(
+            "INSERT INTO registry_schemas (context, id, schema_text, references_json) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4)",
+        )
+        .bind(context)
+        .bind(i64::from(id))
+        .bind(text)
+        .bind(references_json)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -260,6 +264,26 @@ impl PgStore {
         let row = sqlx::query("DELETE FROM registry_mode WHERE subject = $1 RETURNING mode").bind(key).fetch_optional(&self.pool).await?;
         row.map(|row| parse_mode(row.try_get("mode")?)).transpose()
     }
+}
+
+/// Serializes id allocation within one context, across connections and processes.
+async fn lock_ids(tx: &mut Transaction<'_, Postgres>, context: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('slate-registry-ids:' || $1))").bind(context).execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn find_id(db: impl sqlx::PgExecutor<'_>, context: &str, text: &str, references_json: &str) -> Result<Option<u32>> {
+    let row = sqlx::query(
+        "SELECT id FROM registry_schemas \
+         WHERE context = $1 AND md5(schema_text) = md5($2) AND md5(references_json) = md5($3) \
+         AND schema_text = $2 AND references_json = $3",
+    )
+    .bind(context)
+    .bind(text)
+    .bind(references_json)
+    .fetch_optional(db)
+    .await?;
+    row.map(|row| to_u32(row.try_get::<i64, _>("id")?)).transpose()
 }
 
 fn parse_mode(name: String) -> Result<Mode> {

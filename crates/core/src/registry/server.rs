@@ -7,6 +7,11 @@
 //! `application/vnd.schemaregistry.v1+json`, `application/json` or `application/octet-stream`).
 //! Unknown body fields (`metadata`, `ruleSet`, ...) are ignored. Bodies above [`MAX_BODY_BYTES`]
 //! are refused with 413 before anything is parsed or stored.
+//!
+//! Contexts (`context.rs`): subjects may be qualified (`:.ctx:subject`); `/schemas/ids/{id}`
+//! reads the id in the context of its `subject` query parameter (the default context without
+//! one); `/contexts/{ctx}/...` is the same API inside one context, so a client whose base URL
+//! ends in `/contexts/.ctx` works there unchanged.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,12 +24,14 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use super::SchemaReference;
 use super::compat::CompatibilityLevel;
+use super::context::{self, Qualified};
 use super::error::RegistryError;
 use super::mode::Mode;
 use super::service::{Explicit, Registry, VersionSelector, VersionView};
@@ -53,6 +60,47 @@ impl RegistryState {
 
 /// The registry's routes.
 pub fn router(state: RegistryState) -> Router {
+    let api = routes(state);
+    // Routed outside the layers: the rewritten request goes through `api` with all of them.
+    let inner = api.clone();
+    api.route(
+        "/contexts/{*rest}",
+        any(move |request: Request| {
+            let inner = inner.clone();
+            async move { in_context(inner, request).await }
+        }),
+    )
+}
+
+/// `/contexts/.ctx/...` answered as the plain API inside that context; other paths under
+/// `/contexts/` are 404 with the registry's error body.
+async fn in_context(api: Router, request: Request) -> Response {
+    let Some(rewritten) = context::rewrite_path(request.uri().path(), request.uri().query()) else {
+        let path = request.uri().path().to_owned();
+        let mut response = reply(
+            json!({"error_code": 404, "message": format!("HTTP 404 Not Found: {path} (expected /contexts/.name/subjects/..., /schemas/..., /config or /mode)")}),
+        );
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    let uri: axum::http::Uri = match rewritten.parse() {
+        Ok(uri) => uri,
+        Err(e) => return RegistryError::BadRequest(format!("context path: {e}")).into_response(),
+    };
+    // A fresh request: the outer route's path parameters must not reach the inner handlers.
+    let (parts, body) = request.into_parts();
+    let mut inner = Request::new(body);
+    *inner.method_mut() = parts.method;
+    *inner.uri_mut() = uri;
+    *inner.version_mut() = parts.version;
+    *inner.headers_mut() = parts.headers;
+    match api.oneshot(inner).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+fn routes(state: RegistryState) -> Router {
     Router::new()
         .route("/", get(|| async { reply(json!({})) }))
         .route("/schemas/types", get(|| async { reply(json!(["AVRO"])) }))
@@ -67,8 +115,7 @@ pub fn router(state: RegistryState) -> Router {
         .route("/subjects/{subject}/versions/{version}/schema", get(get_version_raw))
         .route("/subjects/{subject}/versions/{version}/referencedby", get(get_referenced_by))
         .route("/mode", get(get_global_mode).put(put_global_mode))
-        // Only the default context exists (see the README's differences from Confluent).
-        .route("/contexts", get(|| async { reply(json!(["."])) }))
+        .route("/contexts", get(list_contexts))
         .route("/mode/{subject}", get(get_mode).put(put_mode).delete(delete_mode))
         .route("/config", get(get_global_config).put(put_global_config).delete(delete_global_config))
         .route("/config/{subject}", get(get_config).put(put_config).delete(delete_config))
@@ -197,8 +244,13 @@ fn version_json(view: VersionView) -> Value {
     body
 }
 
-async fn get_schema(State(state): State<RegistryState>, Path(id): Path<String>) -> ApiResult {
-    let (stored, references) = state.registry.schema(parse_id(&id)?).await?;
+/// The context `?subject=` names (`:.ctx:` or a subject in it); the default context without.
+fn id_context(params: &HashMap<String, String>) -> Result<String, RegistryError> {
+    params.get("subject").map_or(Ok(context::DEFAULT.to_owned()), |s| Ok(Qualified::parse(s)?.context))
+}
+
+async fn get_schema(State(state): State<RegistryState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    let (stored, references) = state.registry.schema(&id_context(&params)?, parse_id(&id)?).await?;
     let mut body = json!({"schema": stored.text});
     if !references.is_empty() {
         body["references"] = json!(references);
@@ -206,26 +258,38 @@ async fn get_schema(State(state): State<RegistryState>, Path(id): Path<String>) 
     Ok(reply(body))
 }
 
-async fn get_schema_raw(State(state): State<RegistryState>, Path(id): Path<String>) -> ApiResult {
-    let (stored, _) = state.registry.schema(parse_id(&id)?).await?;
+async fn get_schema_raw(State(state): State<RegistryState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    let (stored, _) = state.registry.schema(&id_context(&params)?, parse_id(&id)?).await?;
     Ok(with_content_type(stored.text))
 }
 
 async fn get_schema_versions(State(state): State<RegistryState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let usages = state.registry.schema_versions(parse_id(&id)?, flag(&params, "deleted")).await?;
+    let usages = state.registry.schema_versions(&id_context(&params)?, parse_id(&id)?, flag(&params, "deleted")).await?;
     let body: Vec<Value> = usages.into_iter().map(|(subject, version)| json!({"subject": subject, "version": version})).collect();
     Ok(reply(json!(body)))
 }
 
 async fn get_schema_subjects(State(state): State<RegistryState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let usages = state.registry.schema_versions(parse_id(&id)?, flag(&params, "deleted")).await?;
+    let usages = state.registry.schema_versions(&id_context(&params)?, parse_id(&id)?, flag(&params, "deleted")).await?;
     let mut subjects: Vec<String> = usages.into_iter().map(|(subject, _)| subject).collect();
     subjects.dedup();
     Ok(reply(json!(subjects)))
 }
 
+/// Every context's subjects; `subjectPrefix` keeps those starting with it (`:.ctx:` for one
+/// context; an empty prefix, as Confluent, the default context's).
 async fn list_subjects(State(state): State<RegistryState>, params: Params) -> ApiResult {
-    Ok(reply(json!(state.registry.subjects(flag(&params, "deleted")).await?)))
+    let mut subjects = state.registry.subjects(flag(&params, "deleted")).await?;
+    match params.get("subjectPrefix").map(String::as_str) {
+        None => {}
+        Some("" | ":.:") => subjects.retain(|s| context::context_of(s) == context::DEFAULT),
+        Some(prefix) => subjects.retain(|s| s.starts_with(prefix)),
+    }
+    Ok(reply(json!(subjects)))
+}
+
+async fn list_contexts(State(state): State<RegistryState>) -> ApiResult {
+    Ok(reply(json!(state.registry.contexts().await?)))
 }
 
 async fn lookup(State(state): State<RegistryState>, Path(subject): Path<String>, params: Params, body: Bytes) -> ApiResult {

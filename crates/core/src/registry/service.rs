@@ -1,5 +1,7 @@
 //! Registry semantics on top of a `Store`: registration with compatibility checks, lookups,
-//! version selection, soft/permanent deletes and configuration. HTTP lives in `server.rs`.
+//! version selection and soft/permanent deletes; levels and modes are in `settings.rs`, HTTP in
+//! `server.rs`. Every subject argument is parsed and made canonical first (`context.rs`): its
+//! context picks the id space of every schema id it stores or reads.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -8,9 +10,11 @@ use apache_avro::Schema;
 
 use super::SchemaReference;
 use super::compat::{self, CompatibilityLevel};
+use super::context::{self, Qualified, context_of};
 use super::error::RegistryError;
 use super::mode::Mode;
 use super::schema;
+use super::settings::read_only;
 use super::store::{InsertOutcome, Store, StoredSchema, VersionRow};
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -57,8 +61,20 @@ struct Candidate {
 }
 
 pub struct Registry {
-    store: Store,
-    default_level: CompatibilityLevel,
+    pub(super) store: Store,
+    pub(super) default_level: CompatibilityLevel,
+}
+
+/// `subject` made canonical; a context alone (`:.ctx:`) is not a subject.
+fn canonical(subject: &str) -> Result<String> {
+    let q = Qualified::parse(subject)?;
+    if q.name.is_empty() {
+        return Err(RegistryError::InvalidSubject(format!(
+            "{subject:?}: names the context {}, not a subject; append the subject's name",
+            q.context
+        )));
+    }
+    Ok(q.subject())
 }
 
 impl Registry {
@@ -69,10 +85,8 @@ impl Registry {
     /// Registers `text` under `subject`; returns the global id (existing or new). `explicit`
     /// (id, version) is only accepted in IMPORT mode, where it is stored as given, unchecked.
     pub async fn register(&self, subject: &str, text: &str, refs: Vec<SchemaReference>, explicit: Explicit) -> Result<u32> {
-        // A context-qualified name would silently land in the one id space: refuse it instead.
-        if subject.starts_with(":.") {
-            return Err(RegistryError::ContextNotSupported(subject.to_owned()));
-        }
+        let subject = &canonical(subject)?;
+        let ctx = context_of(subject);
         let mode = self.mode(Some(subject), true).await?;
         match (mode, explicit.id) {
             (Mode::ReadOnly, _) => return Err(read_only(subject)),
@@ -84,10 +98,10 @@ impl Registry {
             }
             (Mode::ReadWrite, None) => {}
         }
-        let candidate = self.prepare(text, refs).await?;
+        let candidate = self.prepare(ctx, text, refs).await?;
         for _ in 0..MAX_REGISTER_ATTEMPTS {
             let rows = self.store.versions(subject).await?;
-            let known_id = self.store.find_schema_id(&candidate.text, &candidate.references_json).await?;
+            let known_id = self.store.find_schema_id(ctx, &candidate.text, &candidate.references_json).await?;
             if let Some(id) = known_id
                 && rows.iter().any(|row| row.schema_id == id && !row.deleted)
             {
@@ -95,11 +109,11 @@ impl Registry {
             }
             let level = self.level(Some(subject), true).await?;
             let live: Vec<VersionRow> = rows.iter().rev().filter(|row| !row.deleted).copied().collect();
-            let messages = self.check(level, &candidate, &live).await?;
+            let messages = self.check(ctx, level, &candidate, &live).await?;
             if !messages.is_empty() {
                 return Err(RegistryError::Incompatible { subject: subject.to_owned(), messages });
             }
-            let id = self.store.schema_id(&candidate.text, &candidate.references_json).await?;
+            let id = self.store.schema_id(ctx, &candidate.text, &candidate.references_json).await?;
             let checked_max_opt = rows.last().map(|row| row.version);
             match self.store.insert_version(subject, id, checked_max_opt).await? {
                 InsertOutcome::Inserted(_) | InsertOutcome::Existing(_) => return Ok(id),
@@ -112,13 +126,14 @@ impl Registry {
     /// IMPORT mode: the schema keeps the given id (or gets a new one) and the given version (or
     /// the next one); no compatibility check, as the schemas come from a registry that did it.
     async fn import(&self, subject: &str, text: &str, refs: Vec<SchemaReference>, explicit: Explicit) -> Result<u32> {
-        let candidate = self.prepare(text, refs).await?;
+        let ctx = context_of(subject);
+        let candidate = self.prepare(ctx, text, refs).await?;
         let id = match explicit.id {
             Some(id) => {
-                self.store.insert_schema_with_id(id, &candidate.text, &candidate.references_json).await?;
+                self.store.insert_schema_with_id(ctx, id, &candidate.text, &candidate.references_json).await?;
                 id
             }
-            None => self.store.schema_id(&candidate.text, &candidate.references_json).await?,
+            None => self.store.schema_id(ctx, &candidate.text, &candidate.references_json).await?,
         };
         let rows = self.store.versions(subject).await?;
         let version = match explicit.version {
@@ -135,16 +150,23 @@ impl Registry {
     /// Ids of the schemas, used by a live version, whose references name `subject` at the
     /// selected version.
     pub async fn referenced_by(&self, subject: &str, selector: VersionSelector) -> Result<Vec<u32>> {
+        let subject = &canonical(subject)?;
         let rows = self.visible_rows(subject, true).await?;
         let version = select(subject, &rows, selector)?.version;
         self.referrers(subject, version).await
     }
 
+    /// Ids of the live schemas naming `subject` (canonical) at `version`, in any context (ids of
+    /// another context than the subject's are theirs).
     async fn referrers(&self, subject: &str, version: u32) -> Result<Vec<u32>> {
+        let name = Qualified::parse(subject)?.name;
         let mut ids = Vec::new();
-        for stored in self.store.schemas_mentioning(subject).await? {
-            let names_it = parse_refs(&stored.references_json)?.iter().any(|r| r.subject == subject && r.version == version);
-            if names_it && self.store.usages(stored.id).await?.iter().any(|(_, row)| !row.deleted) {
+        for (ctx, stored) in self.store.schemas_mentioning(&name).await? {
+            let mut names_it = false;
+            for r in parse_refs(&stored.references_json)?.iter().filter(|r| r.version == version) {
+                names_it |= context::resolve_reference(&ctx, &r.subject)? == subject;
+            }
+            if names_it && self.store.usages(&ctx, stored.id).await?.iter().any(|(_, row)| !row.deleted) {
                 ids.push(stored.id);
             }
         }
@@ -162,53 +184,6 @@ impl Registry {
         Ok(())
     }
 
-    /// The mode in force for `subject_opt` (`None` = global). Without `default_to_global`, a
-    /// subject with no mode of its own is `SubjectModeNotConfigured`.
-    pub async fn mode(&self, subject_opt: Option<&str>, default_to_global: bool) -> Result<Mode> {
-        if let Some(subject) = subject_opt {
-            if let Some(mode) = self.store.mode(Some(subject)).await? {
-                return Ok(mode);
-            }
-            if !default_to_global {
-                return Err(RegistryError::SubjectModeNotConfigured(subject.to_owned()));
-            }
-        }
-        Ok(self.store.mode(None).await?.unwrap_or(Mode::ReadWrite))
-    }
-
-    /// Sets a mode. IMPORT over existing schemas needs `force` (ids could collide), as Confluent.
-    pub async fn set_mode(&self, subject_opt: Option<&str>, mode: Mode, force: bool) -> Result<()> {
-        if mode == Mode::Import && !force {
-            let occupied = match subject_opt {
-                Some(subject) => !self.store.versions(subject).await?.is_empty(),
-                None => !self.store.subjects(true).await?.is_empty(),
-            };
-            if occupied {
-                return Err(RegistryError::OperationNotPermitted(
-                    "cannot import since found existing subjects; pass force=true to import into a registry or subject that holds schemas"
-                        .into(),
-                ));
-            }
-        }
-        self.store.set_mode(subject_opt, mode).await
-    }
-
-    /// Removes a subject's mode; returns the one in force before.
-    pub async fn delete_mode(&self, subject: &str) -> Result<Mode> {
-        let previous = self.mode(Some(subject), true).await?;
-        if self.store.delete_mode(Some(subject)).await?.is_none() && self.store.versions(subject).await?.is_empty() {
-            return Err(RegistryError::SubjectNotFound(subject.to_owned()));
-        }
-        Ok(previous)
-    }
-
-    async fn refuse_if_read_only(&self, subject: &str) -> Result<()> {
-        match self.mode(Some(subject), true).await? {
-            Mode::ReadOnly => Err(read_only(subject)),
-            _ => Ok(()),
-        }
-    }
-
     /// Compatibility messages of `text` against one version, or (selector `None`) against the
     /// live versions the subject's level names. Empty means compatible.
     pub async fn check_compatibility(
@@ -218,12 +193,14 @@ impl Registry {
         text: &str,
         refs: Vec<SchemaReference>,
     ) -> Result<Vec<String>> {
-        let candidate = self.prepare(text, refs).await?;
+        let subject = &canonical(subject)?;
+        let ctx = context_of(subject);
+        let candidate = self.prepare(ctx, text, refs).await?;
         let level = self.level(Some(subject), true).await?;
         let rows = self.store.versions(subject).await?;
         let live: Vec<VersionRow> = rows.iter().rev().filter(|row| !row.deleted).copied().collect();
         let Some(selector) = selector_opt else {
-            return self.check(level, &candidate, &live).await;
+            return self.check(ctx, level, &candidate, &live).await;
         };
         // As Confluent 6.1+: anything is compatible with the latest of nothing.
         if live.is_empty() && selector == VersionSelector::Latest {
@@ -233,43 +210,57 @@ impl Registry {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
         let row = select(subject, &live, selector)?;
-        self.check(level, &candidate, &[row]).await
+        self.check(ctx, level, &candidate, &[row]).await
     }
 
     /// The live (or, with `include_deleted`, any) version of `subject` holding this schema.
     pub async fn lookup(&self, subject: &str, text: &str, refs: Vec<SchemaReference>, include_deleted: bool) -> Result<VersionView> {
+        let subject = &canonical(subject)?;
+        let ctx = context_of(subject);
         let rows = self.visible_rows(subject, include_deleted).await?;
-        let candidate = self.prepare(text, refs).await?;
-        let known_id = self.store.find_schema_id(&candidate.text, &candidate.references_json).await?;
+        let candidate = self.prepare(ctx, text, refs).await?;
+        let known_id = self.store.find_schema_id(ctx, &candidate.text, &candidate.references_json).await?;
         let row = known_id
             .and_then(|id| rows.iter().rev().find(|row| row.schema_id == id))
             .ok_or_else(|| RegistryError::SchemaNotFound(format!("in subject {subject:?}")))?;
         self.view(subject, *row).await
     }
 
-    pub async fn schema(&self, id: u32) -> Result<(StoredSchema, Vec<SchemaReference>)> {
-        let stored = self.load(id).await?;
+    /// Schema `id` of context `ctx` and its references.
+    pub async fn schema(&self, ctx: &str, id: u32) -> Result<(StoredSchema, Vec<SchemaReference>)> {
+        let stored = self.load(ctx, id).await?;
         let refs = parse_refs(&stored.references_json)?;
         Ok((stored, refs))
     }
 
-    /// (subject, version) pairs using schema `id`.
-    pub async fn schema_versions(&self, id: u32, include_deleted: bool) -> Result<Vec<(String, u32)>> {
-        self.load(id).await?;
-        let usages = self.store.usages(id).await?;
+    /// (subject, version) pairs of context `ctx` using its schema `id`.
+    pub async fn schema_versions(&self, ctx: &str, id: u32, include_deleted: bool) -> Result<Vec<(String, u32)>> {
+        self.load(ctx, id).await?;
+        let usages = self.store.usages(ctx, id).await?;
         Ok(usages.into_iter().filter(|(_, row)| include_deleted || !row.deleted).map(|(subject, row)| (subject, row.version)).collect())
     }
 
+    /// Subjects of every context, canonical (qualified outside the default context).
     pub async fn subjects(&self, include_deleted: bool) -> Result<Vec<String>> {
         self.store.subjects(include_deleted).await
     }
 
+    /// The contexts holding subjects (soft-deleted included), and always the default one.
+    pub async fn contexts(&self) -> Result<Vec<String>> {
+        let mut contexts: Vec<String> = self.store.subjects(true).await?.iter().map(|s| context_of(s).to_owned()).collect();
+        contexts.push(context::DEFAULT.to_owned());
+        contexts.sort_unstable();
+        contexts.dedup();
+        Ok(contexts)
+    }
+
     pub async fn versions(&self, subject: &str, include_deleted: bool) -> Result<Vec<u32>> {
-        let rows = self.visible_rows(subject, include_deleted).await?;
+        let rows = self.visible_rows(&canonical(subject)?, include_deleted).await?;
         Ok(rows.iter().map(|row| row.version).collect())
     }
 
     pub async fn version(&self, subject: &str, selector: VersionSelector, include_deleted: bool) -> Result<VersionView> {
+        let subject = &canonical(subject)?;
         let rows = self.visible_rows(subject, include_deleted).await?;
         let row = select(subject, &rows, selector)?;
         self.view(subject, row).await
@@ -278,6 +269,7 @@ impl Registry {
     /// Soft-deletes every live version, or (permanent) removes a soft-deleted subject.
     /// Returns the affected versions.
     pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
+        let subject = &canonical(subject)?;
         self.refuse_if_read_only(subject).await?;
         let rows = self.store.versions(subject).await?;
         if rows.is_empty() {
@@ -302,6 +294,7 @@ impl Registry {
 
     /// Soft-deletes one live version, or (permanent) removes a soft-deleted one.
     pub async fn delete_version(&self, subject: &str, selector: VersionSelector, permanent: bool) -> Result<u32> {
+        let subject = &canonical(subject)?;
         self.refuse_if_read_only(subject).await?;
         let rows = self.store.versions(subject).await?;
         if rows.is_empty() {
@@ -332,37 +325,6 @@ impl Registry {
         }
     }
 
-    /// The level in force for `subject_opt` (`None` = global). Without `default_to_global`,
-    /// a subject with no level of its own is `SubjectCompatibilityNotConfigured`.
-    pub async fn level(&self, subject_opt: Option<&str>, default_to_global: bool) -> Result<CompatibilityLevel> {
-        if let Some(subject) = subject_opt {
-            if let Some(level) = self.store.config(Some(subject)).await? {
-                return Ok(level);
-            }
-            if !default_to_global {
-                return Err(RegistryError::SubjectCompatibilityNotConfigured(subject.to_owned()));
-            }
-        }
-        Ok(self.store.config(None).await?.unwrap_or(self.default_level))
-    }
-
-    pub async fn set_level(&self, subject_opt: Option<&str>, level: CompatibilityLevel) -> Result<()> {
-        self.store.set_config(subject_opt, level).await
-    }
-
-    /// Removes a configured level; returns the one in force before the removal.
-    pub async fn delete_level(&self, subject_opt: Option<&str>) -> Result<CompatibilityLevel> {
-        let previous = self.level(subject_opt, true).await?;
-        let removed_opt = self.store.delete_config(subject_opt).await?;
-        // As Confluent: deleting the config of an unknown subject is 40401.
-        if let (None, Some(subject)) = (removed_opt, subject_opt)
-            && self.store.versions(subject).await?.is_empty()
-        {
-            return Err(RegistryError::SubjectNotFound(subject.to_owned()));
-        }
-        Ok(previous)
-    }
-
     async fn visible_rows(&self, subject: &str, include_deleted: bool) -> Result<Vec<VersionRow>> {
         let rows: Vec<VersionRow> = self.store.versions(subject).await?.into_iter().filter(|row| include_deleted || !row.deleted).collect();
         if rows.is_empty() {
@@ -372,55 +334,60 @@ impl Registry {
     }
 
     async fn view(&self, subject: &str, row: VersionRow) -> Result<VersionView> {
-        let (stored, references) = self.schema(row.schema_id).await?;
+        let (stored, references) = self.schema(context_of(subject), row.schema_id).await?;
         Ok(VersionView { subject: subject.to_owned(), version: row.version, id: row.schema_id, schema: stored.text, references })
     }
 
-    async fn load(&self, id: u32) -> Result<StoredSchema> {
-        self.store.schema_by_id(id).await?.ok_or_else(|| RegistryError::SchemaNotFound(id.to_string()))
+    async fn load(&self, ctx: &str, id: u32) -> Result<StoredSchema> {
+        let not_found =
+            || RegistryError::SchemaNotFound(if ctx == context::DEFAULT { id.to_string() } else { format!("{id} in context {ctx}") });
+        self.store.schema_by_id(ctx, id).await?.ok_or_else(not_found)
     }
 
-    async fn prepare(&self, text: &str, refs: Vec<SchemaReference>) -> Result<Candidate> {
+    /// Validates a schema submitted in context `ctx` (its references resolve there).
+    async fn prepare(&self, ctx: &str, text: &str, refs: Vec<SchemaReference>) -> Result<Candidate> {
         let normalized = schema::normalize(text)?;
-        let dependencies = self.resolve(&refs).await?;
+        let dependencies = self.resolve(ctx, &refs).await?;
         let avro = schema::parse(&normalized, &dependencies)?;
         let references_json =
             serde_json::to_string(&refs).map_err(|err| RegistryError::BadRequest(format!("unserializable references: {err}")))?;
         Ok(Candidate { text: normalized, references_json, avro })
     }
 
-    /// The texts of every schema reachable through `refs`, each once.
-    async fn resolve(&self, refs: &[SchemaReference]) -> Result<Vec<String>> {
-        let mut pending: Vec<SchemaReference> = refs.to_vec();
+    /// The texts of every schema reachable through `refs` (written in context `ctx`), each once.
+    async fn resolve(&self, ctx: &str, refs: &[SchemaReference]) -> Result<Vec<String>> {
+        let mut pending: Vec<(String, SchemaReference)> = refs.iter().map(|r| (ctx.to_owned(), r.clone())).collect();
         let mut seen_ids = HashSet::new();
         let mut texts = Vec::new();
-        while let Some(reference) = pending.pop() {
-            let rows = self.store.versions(&reference.subject).await?;
+        while let Some((referrer_ctx, reference)) = pending.pop() {
+            let subject = context::resolve_reference(&referrer_ctx, &reference.subject)?;
+            let target_ctx = context_of(&subject).to_owned();
+            let rows = self.store.versions(&subject).await?;
             let row = rows.iter().find(|row| row.version == reference.version).ok_or_else(|| {
                 RegistryError::InvalidSchema(format!(
                     "reference {:?} to subject {:?} version {} not found",
                     reference.name, reference.subject, reference.version
                 ))
             })?;
-            if !seen_ids.insert(row.schema_id) {
+            if !seen_ids.insert((target_ctx.clone(), row.schema_id)) {
                 continue;
             }
-            let stored = self.load(row.schema_id).await?;
-            pending.extend(parse_refs(&stored.references_json)?);
+            let stored = self.load(&target_ctx, row.schema_id).await?;
+            pending.extend(parse_refs(&stored.references_json)?.into_iter().map(|r| (target_ctx.clone(), r)));
             texts.push(stored.text);
         }
         Ok(texts)
     }
 
-    async fn check(&self, level: CompatibilityLevel, candidate: &Candidate, rows: &[VersionRow]) -> Result<Vec<String>> {
+    async fn check(&self, ctx: &str, level: CompatibilityLevel, candidate: &Candidate, rows: &[VersionRow]) -> Result<Vec<String>> {
         if level == CompatibilityLevel::None || rows.is_empty() {
             return Ok(Vec::new());
         }
         let wanted = if level.is_transitive() { rows } else { &rows[..1] };
         let mut existing = Vec::with_capacity(wanted.len());
         for row in wanted {
-            let (stored, refs) = self.schema(row.schema_id).await?;
-            let dependencies = self.resolve(&refs).await?;
+            let (stored, refs) = self.schema(ctx, row.schema_id).await?;
+            let dependencies = self.resolve(ctx, &refs).await?;
             let avro = schema::parse(&stored.text, &dependencies)
                 .map_err(|err| RegistryError::Corrupt(format!("stored schema {} does not parse: {err}", row.schema_id)))?;
             existing.push((row.version, avro));
@@ -434,10 +401,6 @@ impl Registry {
 pub struct Explicit {
     pub id: Option<u32>,
     pub version: Option<u32>,
-}
-
-fn read_only(subject: &str) -> RegistryError {
-    RegistryError::OperationNotPermitted(format!("subject {subject:?} is in read-only mode"))
 }
 
 /// The row `selector` names among `rows` (ascending); `Latest` is the last one.

@@ -1,9 +1,11 @@
 //! Registry storage: an in-memory store (embedded demo, tests) and PostgreSQL (`pg.rs`).
 //!
 //! Contracts shared by both stores (the same integration suite runs against each):
-//! - a schema is identified by (normalized text, references json); `schema_id` returns the
-//!   existing id for a known pair and allocates a new global id otherwise, atomically, so
-//!   concurrent registrations of one schema get one id. Ids are never reused.
+//! - a schema is identified by (context, normalized text, references json); `schema_id` returns
+//!   the existing id for a known triple and allocates the context's next id otherwise,
+//!   atomically, so concurrent registrations of one schema get one id. Ids are unique within a
+//!   context (`context.rs`) and never reused. Subjects are stored canonical (qualified outside
+//!   the default context), so a subject's context is part of its name.
 //! - versions of a subject are numbered from 1 and never renumbered; a new version is
 //!   `max(existing, including soft-deleted) + 1`.
 //! - `insert_version` is the only write that can race with a compatibility check: it takes the
@@ -63,25 +65,25 @@ impl From<PgStore> for Store {
 type Result<T> = std::result::Result<T, RegistryError>;
 
 impl Store {
-    pub async fn schema_id(&self, text: &str, references_json: &str) -> Result<u32> {
+    pub async fn schema_id(&self, context: &str, text: &str, references_json: &str) -> Result<u32> {
         match self {
-            Store::Memory(store) => Ok(store.schema_id(text, references_json)),
-            Store::Postgres(store) => store.schema_id(text, references_json).await,
+            Store::Memory(store) => Ok(store.schema_id(context, text, references_json)),
+            Store::Postgres(store) => store.schema_id(context, text, references_json).await,
         }
     }
 
     /// The id of a known schema, without allocating one.
-    pub async fn find_schema_id(&self, text: &str, references_json: &str) -> Result<Option<u32>> {
+    pub async fn find_schema_id(&self, context: &str, text: &str, references_json: &str) -> Result<Option<u32>> {
         match self {
-            Store::Memory(store) => Ok(store.find_schema_id(text, references_json)),
-            Store::Postgres(store) => store.find_schema_id(text, references_json).await,
+            Store::Memory(store) => Ok(store.find_schema_id(context, text, references_json)),
+            Store::Postgres(store) => store.find_schema_id(context, text, references_json).await,
         }
     }
 
-    pub async fn schema_by_id(&self, id: u32) -> Result<Option<StoredSchema>> {
+    pub async fn schema_by_id(&self, context: &str, id: u32) -> Result<Option<StoredSchema>> {
         match self {
-            Store::Memory(store) => Ok(store.schema_by_id(id)),
-            Store::Postgres(store) => store.schema_by_id(id).await,
+            Store::Memory(store) => Ok(store.schema_by_id(context, id)),
+            Store::Postgres(store) => store.schema_by_id(context, id).await,
         }
     }
 
@@ -101,11 +103,11 @@ impl Store {
         }
     }
 
-    /// (subject, version) pairs that use schema `id`, soft-deleted included.
-    pub async fn usages(&self, id: u32) -> Result<Vec<(String, VersionRow)>> {
+    /// (subject, version) pairs of `context` that use its schema `id`, soft-deleted included.
+    pub async fn usages(&self, context: &str, id: u32) -> Result<Vec<(String, VersionRow)>> {
         match self {
-            Store::Memory(store) => Ok(store.usages(id)),
-            Store::Postgres(store) => store.usages(id).await,
+            Store::Memory(store) => Ok(store.usages(context, id)),
+            Store::Postgres(store) => store.usages(context, id).await,
         }
     }
 
@@ -167,9 +169,9 @@ impl Store {
         }
     }
 
-    /// Schemas whose references text mentions `subject` (a superset of those referencing it;
-    /// the caller parses and matches exactly).
-    pub async fn schemas_mentioning(&self, subject: &str) -> Result<Vec<StoredSchema>> {
+    /// (context, schema) of every schema whose references text mentions `subject` (a superset of
+    /// those referencing it; the caller parses and matches exactly).
+    pub async fn schemas_mentioning(&self, subject: &str) -> Result<Vec<(String, StoredSchema)>> {
         match self {
             Store::Memory(store) => Ok(store.schemas_mentioning(subject)),
             Store::Postgres(store) => store.schemas_mentioning(subject).await,
@@ -177,12 +179,12 @@ impl Store {
     }
 
     /// Stores a schema under an explicit id (IMPORT mode). The id must be free or already hold
-    /// this very schema; the schema must not be stored under another id. Later allocated ids
-    /// continue above the highest id stored.
-    pub async fn insert_schema_with_id(&self, id: u32, text: &str, references_json: &str) -> Result<()> {
+    /// this very schema; the schema must not be stored under another id of `context`. Later
+    /// allocated ids continue above the highest id stored in the context.
+    pub async fn insert_schema_with_id(&self, context: &str, id: u32, text: &str, references_json: &str) -> Result<()> {
         match self {
-            Store::Memory(store) => store.insert_schema_with_id(id, text, references_json),
-            Store::Postgres(store) => store.insert_schema_with_id(id, text, references_json).await,
+            Store::Memory(store) => store.insert_schema_with_id(context, id, text, references_json),
+            Store::Postgres(store) => store.insert_schema_with_id(context, id, text, references_json).await,
         }
     }
 
