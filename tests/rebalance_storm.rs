@@ -40,7 +40,10 @@ async fn members_joining_and_leaving_every_few_seconds_lose_and_reorder_nothing(
     let mut studio = slate::studio::server::start(&cfg, studio_metrics.clone()).await.unwrap();
     let dir = TempDir(std::env::temp_dir().join(unique("slate-storm")));
     std::fs::create_dir_all(&dir.0).unwrap();
-    let vars = enricher_env(&cfg, &kafka_bootstrap(), &format!("http://{}/graphql", studio.http_addr), &[]);
+    // A member SIGKILLed during a rebalance holds the group until the rebalance timeout on a
+    // broker that waits it out (CI saw a group stuck for over 90 s on the 300 s default).
+    let extra = [("KAFKA__CONSUMER__MAX_POLL_INTERVAL", "20s".to_string())];
+    let vars = enricher_env(&cfg, &kafka_bootstrap(), &format!("http://{}/graphql", studio.http_addr), &extra);
     let enricher = |name| member(name, &["run", "enricher"], &vars, "SLATE_ENRICHER__METRICS_LISTEN", &dir.0);
     let mut members = [enricher("enricher-1"), enricher("enricher-2"), enricher("enricher-3")];
     let group = cfg.enricher.group_id.clone();

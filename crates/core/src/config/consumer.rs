@@ -10,6 +10,12 @@ pub struct ConsumerConfig {
     /// How long the group waits for a silent member before rebalancing its partitions.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// Longest a member may go between polls before it leaves the group
+    /// (`max.poll.interval.ms`). It is also the rebalance timeout the member announces: how
+    /// long the coordinator may wait for members to rejoin a rebalance, so a member killed
+    /// during one can hold the whole group up to this long on brokers that wait it out.
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
     /// Longest a broker may hold a fetch waiting for data (`fetch.wait.max.ms`): a latency
     /// floor when traffic is light. librdkafka's default is 500ms; slate favours freshness.
     #[serde(with = "humantime_serde")]
@@ -34,6 +40,7 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         Self {
             session_timeout: Duration::from_secs(10),
+            max_poll_interval: Duration::from_secs(300),
             fetch_wait_max: Duration::from_millis(100),
             stall_after: Duration::from_secs(120),
             assignment: Assignment::CooperativeSticky,

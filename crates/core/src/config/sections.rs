@@ -64,6 +64,7 @@ const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
     ("enable.auto.offset.store", "nothing: slate stores offsets itself after effects are durable"),
     ("group.id", "enricher.group_id"),
     ("session.timeout.ms", "kafka.consumer.session_timeout"),
+    ("max.poll.interval.ms", "kafka.consumer.max_poll_interval"),
     ("group.instance.id", "kafka.consumer.group_instance_id"),
     ("fetch.wait.max.ms", "kafka.consumer.fetch_wait_max"),
     ("partition.assignment.strategy", "kafka.consumer.assignment"),
@@ -131,6 +132,13 @@ impl KafkaConfig {
             return Err(invalid(
                 "kafka.consumer.session_timeout",
                 "must be between 1s and 1h; brokers also bound it (group.min/max.session.timeout.ms)",
+            ));
+        }
+        let c = &self.consumer;
+        if c.max_poll_interval < c.session_timeout || c.max_poll_interval > Duration::from_secs(86_400) {
+            return Err(invalid(
+                "kafka.consumer.max_poll_interval",
+                format!("must be at least kafka.consumer.session_timeout ({:?}) and at most 24h", c.session_timeout),
             ));
         }
         if self.consumer.group_instance_id.as_deref().is_some_and(|id| id.trim().is_empty()) {

@@ -114,6 +114,7 @@ pub fn create(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.consumer.session_timeout.as_millis().to_string())
+        .set("max.poll.interval.ms", kafka.consumer.max_poll_interval.as_millis().to_string())
         .set("fetch.wait.max.ms", kafka.consumer.fetch_wait_max.as_millis().to_string())
         .set("partition.assignment.strategy", kafka.consumer.assignment.as_librdkafka())
         .set("statistics.interval.ms", "5000");
