@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod group;
+mod publish;
 mod registry;
 mod replay;
 mod run;
@@ -52,6 +53,8 @@ pub enum Command {
     },
     /// Reconcile the sinks with the source of truth; exits 1 on drift.
     Verify(verify::VerifyArgs),
+    /// Publish ID-only change events (one from flags, or JSON lines); exits 1 if any failed.
+    Publish(publish::PublishArgs),
     /// Re-publish one UPDATE change event per live id, so every sink re-materializes.
     Replay(replay::ReplayArgs),
     /// A consumer group's offsets and lag; reset a stopped group to rebuild a sink from the log.
@@ -128,6 +131,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(cli.config.as_deref(), args).await,
         Command::Group { action } => {
             let code = group::run(cli.config.as_deref(), action).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Publish(args) => {
+            let code = publish::run(cli.config.as_deref(), args).await?;
             if code != 0 {
                 std::process::exit(code);
             }

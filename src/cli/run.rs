@@ -20,6 +20,9 @@ pub enum Role {
     Api,
     /// Serve the live dashboard over the roles' `/metrics` (`[dashboard]`).
     Dashboard,
+    /// Accept change events over HTTP (`POST /events`, `[publish]`), answering once the broker
+    /// acknowledged them.
+    Ingest,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -86,7 +89,20 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
         }
         Role::Api => serve_api(&config).await,
         Role::Dashboard => serve_dashboard(&config.dashboard).await,
+        Role::Ingest => serve_ingest(&config, metrics).await,
     }
+}
+
+/// Serves `POST /events` on `publish.listen` until Ctrl-C/SIGTERM; requests in flight finish
+/// (each answers after its acknowledgements) before the process exits.
+async fn serve_ingest(config: &crate::config::Config, metrics: Metrics) -> anyhow::Result<()> {
+    use crate::publish::{Publisher, ingest};
+    let publisher = Arc::new(Publisher::new(config, metrics.clone()).context("cannot create the Kafka producer")?);
+    let p = &config.publish;
+    let listener = tokio::net::TcpListener::bind(p.listen).await.with_context(|| format!("cannot bind publish.listen {}", p.listen))?;
+    println!("event ingest: http://{}/events", listener.local_addr()?);
+    let app = ingest::router(publisher, metrics, p.max_request_events, p.bearer_token.as_ref().map(|t| t.expose()));
+    ingest::serve(listener, app, shutdown_signal()).await.context("event ingest server failed")
 }
 
 /// Scrapes `dashboard.metrics_urls` every second and serves the page on `dashboard.listen`

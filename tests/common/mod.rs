@@ -223,11 +223,13 @@ where
     }
 }
 
-/// noida-db's Kafka API on a free loopback port, stopped (by its PID) on drop.
+/// noida-db's Kafka API on a free loopback port, stopped (by its PID) on drop. Its data dir
+/// persists across [`Noida::stop`] and [`Noida::restart`] (same port, same data).
 pub struct Noida {
     child: tokio::process::Child,
     pub bootstrap: String,
-    _dir: TempDir,
+    port: u16,
+    dir: TempDir,
 }
 
 pub struct TempDir(pub std::path::PathBuf);
@@ -243,20 +245,45 @@ impl Noida {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = TempDir(std::env::temp_dir().join(unique("noida-kafka")));
         std::fs::create_dir_all(&dir.0).unwrap();
+        let child = Self::spawn(port, &dir.0).await;
+        Self { child, bootstrap: format!("127.0.0.1:{port}"), port, dir }
+    }
+
+    async fn spawn(port: u16, dir: &std::path::Path) -> tokio::process::Child {
         let child = tokio::process::Command::new(env("TEST_NOIDA_BIN"))
             .args(["start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", &port.to_string(), "--data-dir"])
-            .arg(&dir.0)
+            .arg(dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("noida-db starts");
-        let bootstrap = format!("127.0.0.1:{port}");
         until("noida-db accepts connections", Duration::from_secs(30), || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
         })
         .await;
-        Self { child, bootstrap, _dir: dir }
+        child
+    }
+
+    /// SIGKILLs the broker and waits until it is gone (a crash: nothing flushed on the way out).
+    pub async fn kill(&mut self) {
+        self.child.start_kill().ok();
+        self.child.wait().await.ok();
+    }
+
+    /// SIGTERM, and waits until the broker has stopped (it writes its data out on the way).
+    pub async fn stop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
+            self.kill().await;
+        }
+    }
+
+    /// Starts the broker again on the same port and data dir.
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.port, &self.dir.0).await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! the embedded schema registry, `replay` and `verify` work for any entity. Nothing here
 //! imports the studio example (`slate-studio`).
 
+pub mod auth;
 pub mod catalogue;
 pub mod config;
 pub mod dashboard;
@@ -13,6 +14,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod progress;
 pub mod proto;
+pub mod publish;
 pub mod registry;
 pub mod replay;
 pub mod schema;

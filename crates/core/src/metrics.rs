@@ -110,6 +110,16 @@ pub struct Metrics {
     /// 1 while a sink has halted an entity (a schema change its target cannot follow), by sink
     /// and entity.
     pub sink_halted: Family<Label2, Gauge>,
+    /// Events published through `slate::publish` and acknowledged, by topic and partition.
+    pub publish_events_total: Family<Label2, Counter>,
+    /// Events refused before anything was queued (malformed, unknown entity, oversized), by reason.
+    pub publish_refused_total: Family<Label1, Counter>,
+    /// Events queued but not acknowledged (the caller got the error), by topic.
+    pub publish_failed_total: Family<Label1, Counter>,
+    /// Partitions an unordered stream currently avoids, by topic and reason.
+    pub publish_partitions_skipped: Family<Label2, Gauge>,
+    /// Producers replaced after events timed out.
+    pub publish_producer_restarts_total: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -163,6 +173,11 @@ impl Metrics {
             sink_batch_seconds: Family::new_with_constructor(latency_histogram),
             sink_freshness_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 18))),
             sink_halted: Family::default(),
+            publish_events_total: Family::default(),
+            publish_refused_total: Family::default(),
+            publish_failed_total: Family::default(),
+            publish_partitions_skipped: Family::default(),
+            publish_producer_restarts_total: Counter::default(),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -237,6 +252,11 @@ impl Metrics {
         r.register("sink_batch_seconds", "Time to write one batch", m.sink_batch_seconds.clone());
         r.register("sink_freshness_seconds", "Event timestamp to the sink's commit", m.sink_freshness_seconds.clone());
         r.register("sink_halted", "1 while a sink has halted an entity its target cannot follow", m.sink_halted.clone());
+        r.register("publish_events", "Published events acknowledged by the broker", m.publish_events_total.clone());
+        r.register("publish_refused", "Events refused before queueing, by reason", m.publish_refused_total.clone());
+        r.register("publish_failed", "Published events the broker did not acknowledge", m.publish_failed_total.clone());
+        r.register("publish_partitions_skipped", "Partitions an unordered stream avoids, by reason", m.publish_partitions_skipped.clone());
+        r.register("publish_producer_restarts", "Producers replaced after events timed out", m.publish_producer_restarts_total.clone());
         Self { registry: Arc::new(r), ..m }
     }
 

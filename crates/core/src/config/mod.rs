@@ -15,6 +15,7 @@ mod catalogue;
 mod consumer;
 mod dashboard;
 mod enrich;
+mod publish;
 mod secret;
 mod sections;
 mod sinks;
@@ -25,6 +26,7 @@ pub use catalogue::CatalogueConfig;
 pub use consumer::{Assignment, ConsumerConfig};
 pub use dashboard::DashboardConfig;
 pub use enrich::*;
+pub use publish::PublishConfig;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
 pub use sinks::*;
@@ -63,6 +65,7 @@ pub struct Config {
     pub sinks: SinksConfig,
     pub api: ApiConfig,
     pub dashboard: DashboardConfig,
+    pub publish: PublishConfig,
     /// The catalogue `catalogue` declares, built by [`Config::load`] (or [`Config::with_catalogue`]).
     #[serde(skip)]
     entities: catalogue::Built,
@@ -155,6 +158,7 @@ impl Config {
         self.sources.validate()?;
         self.sinks.validate()?;
         self.api.validate()?;
+        self.publish.validate(&self.entities.0)?;
         self.dashboard.validate()
     }
 

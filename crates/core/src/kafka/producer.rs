@@ -26,6 +26,12 @@ pub enum ProduceError {
 }
 
 impl ProduceError {
+    /// The broker did not acknowledge within `kafka.producer.message_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Delivery { source, .. } | Self::Enqueue { source, .. }
+            if source.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut))
+    }
+
     /// Whether retrying the same message later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -64,6 +70,11 @@ impl Producer {
         Ok(Self { inner, metrics, buffer_wait: cfg.producer.buffer_full_timeout })
     }
 
+    /// The librdkafka producer (metadata reads).
+    pub(crate) fn client(&self) -> &FutureProducer {
+        &self.inner
+    }
+
     /// Puts one message in the buffer, in call order (so per-partition order follows call order),
     /// and returns the future of its acknowledgement. `payload = None` produces a tombstone.
     pub async fn enqueue(
@@ -73,7 +84,22 @@ impl Producer {
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
     ) -> Result<DeliveryFuture, ProduceError> {
+        self.enqueue_to(topic, None, key, payload, headers).await
+    }
+
+    /// [`Self::enqueue`] to an explicit `partition` (`None`: the key's partition).
+    pub async fn enqueue_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<DeliveryFuture, ProduceError> {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if let Some(p) = payload {
             record = record.payload(p);
         }

@@ -17,7 +17,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -51,25 +51,9 @@ async fn health(State(api): State<Analyst>) -> Response {
 
 async fn require_bearer(State(api): State<Analyst>, request: Request, next: Next) -> Response {
     match &api.bearer_token {
-        Some(token) if !authorized(request.headers(), token.expose()) => unauthorized(),
+        Some(token) if !slate_core::auth::bearer_authorized(request.headers(), token.expose()) => unauthorized(),
         _ => next.run(request).await,
     }
-}
-
-/// Whether the headers carry `Authorization: Bearer <expected>` (scheme case-insensitive, as
-/// RFC 7235 has it).
-fn authorized(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some((scheme, token)) = value.split_once(' ') else { return false };
-    scheme.eq_ignore_ascii_case("bearer") && same_bytes(token.trim().as_bytes(), expected.as_bytes())
-}
-
-/// Equal lengths and no differing byte, looking at every byte whatever it finds.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    std::hint::black_box(a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y))) == 0
 }
 
 fn unauthorized() -> Response {
@@ -83,27 +67,4 @@ fn unauthorized() -> Response {
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"slate-analyst\""));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_auth(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        h
-    }
-
-    #[test]
-    fn bearer_tokens_must_match_exactly() {
-        let token = "0123456789abcdef0123";
-        assert!(authorized(&with_auth("Bearer 0123456789abcdef0123"), token));
-        assert!(authorized(&with_auth("bearer 0123456789abcdef0123"), token));
-        assert!(!authorized(&with_auth("Bearer 0123456789abcdef0124"), token));
-        assert!(!authorized(&with_auth("Bearer 0123456789abcdef012"), token), "a prefix is not the token");
-        assert!(!authorized(&with_auth("Basic 0123456789abcdef0123"), token));
-        assert!(!authorized(&with_auth("0123456789abcdef0123"), token));
-        assert!(!authorized(&HeaderMap::new(), token));
-    }
 }
