@@ -118,8 +118,12 @@ pub struct Metrics {
     pub publish_failed_total: Family<Label1, Counter>,
     /// Partitions an unordered stream currently avoids, by topic and reason.
     pub publish_partitions_skipped: Family<Label2, Gauge>,
-    /// Producers replaced after events timed out.
+    /// Producers replaced after events timed out (or at a fail-back).
     pub publish_producer_restarts_total: Counter,
+    /// Switches between the primary and the standby cluster, by the cluster switched to.
+    pub publish_failovers_total: Family<Label1, Counter>,
+    /// 1 for the cluster publishing currently goes to (with `[kafka.standby]`).
+    pub publish_active_cluster: Family<Label1, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -178,6 +182,8 @@ impl Metrics {
             publish_failed_total: Family::default(),
             publish_partitions_skipped: Family::default(),
             publish_producer_restarts_total: Counter::default(),
+            publish_failovers_total: Family::default(),
+            publish_active_cluster: Family::default(),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -257,6 +263,8 @@ impl Metrics {
         r.register("publish_failed", "Published events the broker did not acknowledge", m.publish_failed_total.clone());
         r.register("publish_partitions_skipped", "Partitions an unordered stream avoids, by reason", m.publish_partitions_skipped.clone());
         r.register("publish_producer_restarts", "Producers replaced after events timed out", m.publish_producer_restarts_total.clone());
+        r.register("publish_failovers", "Switches between the primary and the standby cluster", m.publish_failovers_total.clone());
+        r.register("publish_active_cluster", "1 for the cluster publishing goes to", m.publish_active_cluster.clone());
         Self { registry: Arc::new(r), ..m }
     }
 

@@ -19,6 +19,7 @@ mod publish;
 mod secret;
 mod sections;
 mod sinks;
+mod standby;
 mod studio;
 
 pub use api::ApiConfig;
@@ -30,6 +31,7 @@ pub use publish::PublishConfig;
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
 pub use sinks::*;
+pub use standby::StandbyConfig;
 pub use studio::*;
 
 use crate::catalogue::{Catalogue, Subjects};
@@ -167,6 +169,12 @@ impl Config {
     fn validate_delivery(&self) -> Result<(), ConfigError> {
         if self.enricher.delivery != Delivery::ExactlyOnce {
             return Ok(());
+        }
+        if self.kafka.standby.is_some() {
+            return Err(sections::invalid(
+                "kafka.standby",
+                "cannot be used with enricher.delivery = \"exactly_once\": a transaction cannot span two clusters; remove one",
+            ));
         }
         if self.kafka.producer.acks != Acks::All {
             return Err(sections::invalid(

@@ -23,6 +23,8 @@ pub struct KafkaConfig {
     pub sasl: Option<SaslConfig>,
     pub producer: ProducerConfig,
     pub consumer: ConsumerConfig,
+    /// A warm standby cluster (`standby.rs`); unset: one cluster.
+    pub standby: Option<super::standby::StandbyConfig>,
     /// Extra librdkafka properties passed through verbatim, for settings slate does not model.
     /// Keys slate manages itself are rejected so that two sources never disagree.
     pub properties: KafkaProperties,
@@ -38,6 +40,7 @@ impl Default for KafkaConfig {
             sasl: None,
             producer: ProducerConfig::default(),
             consumer: ConsumerConfig::default(),
+            standby: None,
             properties: KafkaProperties::default(),
         }
     }
@@ -146,6 +149,9 @@ impl KafkaConfig {
         }
         if self.consumer.fetch_wait_max > Duration::from_secs(300) {
             return Err(invalid("kafka.consumer.fetch_wait_max", "must be at most 300s; a few hundred milliseconds at most is typical"));
+        }
+        if let Some(standby) = &self.standby {
+            standby.validate(self)?;
         }
         self.producer.validate()
     }

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 /// Records revoked partitions and exports consumer lag from librdkafka statistics.
 pub struct Context {
     revoked: Mutex<Vec<(String, i32)>>,
+    /// The group id, or `<group>@standby` for a member on the standby cluster: the `group`
+    /// label of this consumer's metrics.
     group: String,
     metrics: Metrics,
     /// The producer of batches in flight (see [`Context::flush_on_revoke`]).
@@ -49,7 +51,7 @@ impl ClientContext for Context {
 }
 
 impl Context {
-    /// The consumer group this consumer is a member of.
+    /// The consumer group this consumer is a member of, as its metrics label it.
     pub fn group(&self) -> &str {
         &self.group
     }
@@ -104,6 +106,19 @@ pub fn create(
     transactional: bool,
     metrics: Metrics,
 ) -> Result<EnrichConsumer, KafkaError> {
+    create_labelled(kafka, group_id, group_id, topics, transactional, metrics)
+}
+
+/// [`create`], with `label` as the `group` label of its metrics (two members of one group id
+/// on two clusters must not share gauges).
+pub fn create_labelled(
+    kafka: &KafkaConfig,
+    group_id: &str,
+    label: &str,
+    topics: &[String],
+    transactional: bool,
+    metrics: Metrics,
+) -> Result<EnrichConsumer, KafkaError> {
     let mut c = base_config(kafka);
     c.set("group.id", group_id)
         .set("enable.auto.commit", if transactional { "false" } else { "true" })
@@ -122,7 +137,7 @@ pub fn create(
         c.set("group.instance.id", id);
     }
     let consumer: EnrichConsumer =
-        c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: group_id.to_string(), metrics, flush: OnceLock::new() })?;
+        c.create_with_context(Context { revoked: Mutex::new(Vec::new()), group: label.to_string(), metrics, flush: OnceLock::new() })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     Ok(consumer)

@@ -19,6 +19,9 @@
 //!   emitted out of order and never dropped. Not found at the source → tombstone. Bad input
 //!   → dead-letter topic with the reason, stage and source coordinates in headers, counted.
 //! - Broker or registry outages: the batch waits and retries with backoff; nothing is skipped.
+//! - With `[kafka.standby]`, the input topics are consumed on both clusters (the outputs, retry
+//!   and dead-letter topics live on the primary); a standby batch's offsets are stored on the
+//!   standby only after its outputs are acknowledged by the primary.
 
 pub mod avro;
 pub mod batch;
@@ -168,6 +171,20 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
             rdkafka::consumer::Consumer::context(&**c).flush_on_revoke(producer.clone());
         }
     }
+    // With a standby cluster, the same input topics are read there too (same group id, on that
+    // cluster's coordinator) and enriched into the primary's output topics by the same pipeline,
+    // so events published to either cluster are enriched; the pipeline never emits an older
+    // version of a key after a newer one, whichever cluster an event came through.
+    let standby = match cfg.kafka.standby_cluster() {
+        Some(kafka) => {
+            let label = format!("{}@standby", e.group_id);
+            let c =
+                Arc::new(consumer::create_labelled(&kafka, &e.group_id, &label, &e.input_topics(cfg.entities()), false, metrics.clone())?);
+            rdkafka::consumer::Consumer::context(&*c).flush_on_revoke(producer.clone());
+            Some(c)
+        }
+        None => None,
+    };
     let stall_after = cfg.kafka.consumer.stall_after;
     kafka::stall::spawn(&main, e.group_id.clone(), e.input_topics(cfg.entities()), stall_after, metrics.clone(), cancel.clone());
     // Parked keys wait on the retry topic until due: its lag may stand still that much longer.
@@ -190,6 +207,13 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
         let d = d.clone();
         async move { d.input_batch(batch).await }
     }));
+    if let Some(standby) = standby {
+        let d = decoder.clone();
+        tasks.push(loops.spawn(standby, move |batch| {
+            let d = d.clone();
+            async move { d.input_batch(batch).await }
+        }));
+    }
     let c = cancel.clone();
     tasks.push(loops.spawn(retry, move |batch| {
         let c = c.clone();

@@ -23,6 +23,9 @@ pub enum ProduceError {
     Delivery { topic: String, source: KafkaError },
     #[error("cannot enqueue a message to {topic}: {source}")]
     Enqueue { topic: String, source: KafkaError },
+    /// The caller stopped waiting (the message may still be delivered later).
+    #[error("not acknowledged within {0:?}")]
+    NotAcknowledgedIn(Duration),
 }
 
 impl ProduceError {
@@ -36,7 +39,7 @@ impl ProduceError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Create(_) => false,
-            Self::BufferFull(_) => true,
+            Self::BufferFull(_) | Self::NotAcknowledgedIn(_) => true,
             Self::Delivery { source, .. } | Self::Enqueue { source, .. } => !matches!(
                 source.rdkafka_error_code(),
                 Some(

@@ -26,7 +26,13 @@
 //!   noida-db after a crash) leaves it timing out forever. So once a publish saw a timeout, the
 //!   next one goes through a fresh producer (`slate_publish_producer_restarts_total`); requests
 //!   still using the old one finish on it, so nothing in flight is cut off.
+//! - **Standby cluster** (`[kafka.standby]`, `cluster.rs`): events the primary does not
+//!   acknowledge within `failover_after` go to the standby, where publishing stays until the
+//!   primary answers again; the enricher reads both clusters. An event may then exist on both
+//!   (the primary may still deliver what it had queued): the enricher drops the repeated uuid
+//!   and the sinks' version guards absorb the rest.
 
+mod cluster;
 pub mod ingest;
 pub mod partitions;
 
@@ -35,10 +41,11 @@ use crate::config::Config;
 use crate::event::{ChangeEvent, ChangeType, MAX_EVENT_BYTES, MAX_ID_BYTES};
 use crate::kafka::{DeliveryFuture, ProduceError, Producer};
 use crate::metrics::{Metrics, label, labels};
+use cluster::{Cluster, Standby};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Why an event was refused before it was queued. The message names the field and the fix.
@@ -78,6 +85,8 @@ pub enum PublishError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     pub uuid: Uuid,
+    /// `primary`, or `standby` when the event went to the standby cluster.
+    pub cluster: String,
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -101,9 +110,8 @@ struct Submitted {
 
 /// Publishes change events for the entities of one catalogue (see the module doc).
 pub struct Publisher {
-    /// The producer in use and its generation (bumped at each replacement).
-    producer: RwLock<(u64, Producer)>,
-    kafka: crate::config::KafkaConfig,
+    primary: Cluster,
+    standby: Option<Standby>,
     catalogue: Arc<Catalogue>,
     topic_prefix: String,
     unordered: HashSet<EntityName>,
@@ -113,11 +121,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(config: &Config, metrics: Metrics) -> Result<Self, PublishError> {
-        let producer = Producer::try_new(&config.kafka, metrics.clone())?;
-        let picker = partitions::Picker::new(producer.client().clone(), config.publish.metadata_refresh, metrics.clone());
+        let primary = Cluster::new("primary", config.kafka.clone(), metrics.clone())?;
+        let picker = partitions::Picker::new(primary.current().1.client().clone(), config.publish.metadata_refresh, metrics.clone());
         Ok(Publisher {
-            producer: RwLock::new((0, producer)),
-            kafka: config.kafka.clone(),
+            primary,
+            standby: Standby::new(&config.kafka, metrics.clone())?,
             catalogue: config.entities().clone(),
             topic_prefix: config.enricher.input_topic_prefix.clone(),
             unordered: config.publish.unordered().into_iter().collect(),
@@ -195,60 +203,80 @@ impl Publisher {
     }
 
     /// Queues `events` in order and waits for every acknowledgement: one outcome per event, in
-    /// the same order. Events must come from [`Self::parse`] or [`Self::check`].
+    /// the same order. Events must come from [`Self::parse`] or [`Self::check`]. With a standby,
+    /// events the primary did not acknowledge within `failover_after` are sent to the standby
+    /// (see `cluster.rs`).
     pub async fn publish(&self, events: &[ChangeEvent]) -> Vec<Result<Ack, PublishError>> {
-        let (generation, producer) = self.producer.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut pending: Vec<Result<(String, DeliveryFuture), PublishError>> = Vec::with_capacity(events.len());
-        for e in events {
-            pending.push(self.enqueue(&producer, e).await);
-        }
-        let mut outcomes = Vec::with_capacity(events.len());
-        for (event, queued) in events.iter().zip(pending) {
-            let outcome = match queued {
-                Ok((topic, delivery)) => match delivery.await {
-                    Ok((partition, offset)) => {
-                        self.metrics
-                            .publish_events_total
-                            .get_or_create(&labels("topic", topic.clone(), "partition", partition.to_string()))
-                            .inc();
-                        Ok(Ack { uuid: event.uuid, topic, partition, offset })
+        let mut outcomes = match &self.standby {
+            None => self.send(&self.primary, events, None).await,
+            Some(standby) if standby.in_use(&self.primary).await => self.send(&standby.cluster, events, None).await,
+            Some(standby) => {
+                let mut outcomes = self.send(&self.primary, events, Some(standby.failover_after)).await;
+                let unacknowledged: Vec<usize> = (0..outcomes.len()).filter(|i| outcomes[*i].is_err()).collect();
+                if !unacknowledged.is_empty() {
+                    standby.fail_over();
+                    let again: Vec<ChangeEvent> = unacknowledged.iter().map(|i| events[*i].clone()).collect();
+                    for (i, outcome) in unacknowledged.into_iter().zip(self.send(&standby.cluster, &again, None).await) {
+                        outcomes[i] = outcome;
                     }
-                    Err(e) => Err(self.failed(&topic, e.into())),
-                },
-                Err(e) => Err(self.failed(&self.topic(event.entity), e)),
-            };
-            outcomes.push(outcome);
-        }
-        if outcomes.iter().any(|o| matches!(o, Err(PublishError::Produce(e)) if e.is_timeout())) {
-            self.replace_producer(generation);
+                }
+                outcomes
+            }
+        };
+        for (event, outcome) in events.iter().zip(&mut outcomes) {
+            match outcome {
+                Ok(ack) => {
+                    let partition = ack.partition.to_string();
+                    self.metrics.publish_events_total.get_or_create(&labels("topic", ack.topic.clone(), "partition", partition)).inc();
+                }
+                Err(_) => {
+                    self.metrics.publish_failed_total.get_or_create(&label("topic", self.topic(event.entity))).inc();
+                }
+            }
         }
         outcomes
     }
 
-    /// Swaps in a fresh producer unless another publish already replaced generation `seen`.
-    fn replace_producer(&self, seen: u64) {
-        let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
-        if current.0 != seen {
-            return;
+    /// Publishes `events` on `cluster`, waiting for each acknowledgement at most `wait` (else
+    /// the message timeout). A producer that saw a message time out is replaced.
+    async fn send(&self, cluster: &Cluster, events: &[ChangeEvent], wait: Option<std::time::Duration>) -> Vec<Result<Ack, PublishError>> {
+        let (generation, producer) = cluster.current();
+        let on_primary = std::ptr::eq(cluster, &self.primary);
+        let mut pending: Vec<Result<(String, DeliveryFuture), PublishError>> = Vec::with_capacity(events.len());
+        for e in events {
+            pending.push(self.enqueue(&producer, e, on_primary).await);
         }
-        match Producer::try_new(&self.kafka, self.metrics.clone()) {
-            Ok(fresh) => {
-                *current = (seen + 1, fresh);
-                self.metrics.publish_producer_restarts_total.inc();
-                tracing::warn!("events timed out; the next publish goes through a fresh producer");
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot create a fresh producer; keeping the current one"),
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (event, queued) in events.iter().zip(pending) {
+            let outcome = match queued {
+                Ok((topic, delivery)) => {
+                    let delivered = match deadline {
+                        Some(d) => tokio::time::timeout_at(d, delivery)
+                            .await
+                            .unwrap_or(Err(ProduceError::NotAcknowledgedIn(wait.unwrap_or_default()))),
+                        None => delivery.await,
+                    };
+                    delivered
+                        .map(|(partition, offset)| Ack { uuid: event.uuid, cluster: cluster.name.to_owned(), topic, partition, offset })
+                        .map_err(PublishError::from)
+                }
+                Err(e) => Err(e),
+            };
+            outcomes.push(outcome);
         }
+        if outcomes.iter().any(|o| matches!(o, Err(PublishError::Produce(e)) if e.is_timeout())) {
+            cluster.replace(generation, "events timed out");
+        }
+        outcomes
     }
 
-    fn failed(&self, topic: &str, e: PublishError) -> PublishError {
-        self.metrics.publish_failed_total.get_or_create(&label("topic", topic)).inc();
-        e
-    }
-
-    async fn enqueue(&self, producer: &Producer, event: &ChangeEvent) -> Result<(String, DeliveryFuture), PublishError> {
+    /// Queues one event; an unordered entity's event picks a healthy partition on the primary
+    /// (on the standby its key's partition).
+    async fn enqueue(&self, producer: &Producer, event: &ChangeEvent, on_primary: bool) -> Result<(String, DeliveryFuture), PublishError> {
         let topic = self.topic(event.entity);
-        let partition = if self.unordered.contains(&event.entity) { self.picker.pick(&topic).await } else { None };
+        let unordered = on_primary && self.unordered.contains(&event.entity);
+        let partition = if unordered { self.picker.pick(&topic).await } else { None };
         let headers = event.trace.as_ref().map(|t| OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(t.as_bytes()) }));
         let delivery = producer.enqueue_to(&topic, partition, event.id.as_bytes(), Some(&event.to_json()), headers).await?;
         Ok((topic, delivery))
