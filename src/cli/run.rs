@@ -23,6 +23,8 @@ pub enum Role {
     /// Accept change events over HTTP (`POST /events`, `[publish]`), answering once the broker
     /// acknowledged them.
     Ingest,
+    /// Forward the local outbox to the events' home regions (`[router]`), at least once.
+    Router,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -74,7 +76,7 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot use {}", config.sinks.audit.dir.display()))?,
                 ),
             };
-            let metrics_server = serve_metrics(config.sinks.metrics_listen, metrics.clone()).await?;
+            let metrics_server = serve_metrics(config.sinks.metrics_listen, metrics.clone(), "sinks.metrics_listen", "sink").await?;
             let running = runner::start(&config, target, metrics).await.context("cannot start the sink")?;
             tokio::select! {
                 _ = shutdown_signal() => {}
@@ -90,6 +92,21 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
         Role::Api => serve_api(&config).await,
         Role::Dashboard => serve_dashboard(&config.dashboard).await,
         Role::Ingest => serve_ingest(&config, metrics).await,
+        Role::Router => {
+            let metrics_server = serve_metrics(config.router.metrics_listen, metrics.clone(), "router.metrics_listen", "router").await?;
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                c.cancel();
+            });
+            let outcome = crate::router::run(&config, metrics, cancel).await.context("the router stopped");
+            if let Some((stop, task)) = metrics_server {
+                let _ = stop.send(());
+                let _ = task.await;
+            }
+            outcome
+        }
     }
 }
 
@@ -176,10 +193,11 @@ async fn wait_finished(running: &runner::RunningSink) {
 
 type MetricsServer = Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>;
 
-async fn serve_metrics(addr: Option<std::net::SocketAddr>, metrics: Metrics) -> anyhow::Result<MetricsServer> {
+/// `/metrics` and `/health` of a sink or router process on `addr` (config key `key`).
+async fn serve_metrics(addr: Option<std::net::SocketAddr>, metrics: Metrics, key: &str, role: &str) -> anyhow::Result<MetricsServer> {
     let Some(addr) = addr else { return Ok(None) };
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind sinks.metrics_listen {addr}"))?;
-    println!("sink metrics: http://{}/metrics", listener.local_addr()?);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {key} {addr}"))?;
+    println!("{role} metrics: http://{}/metrics", listener.local_addr()?);
     let health = metrics.health.clone();
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(move || async move { metrics.encode() }))

@@ -17,6 +17,7 @@ pub mod proto;
 pub mod publish;
 pub mod registry;
 pub mod replay;
+pub mod router;
 pub mod schema;
 pub mod schemas;
 pub mod sink;

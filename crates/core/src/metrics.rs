@@ -124,6 +124,12 @@ pub struct Metrics {
     pub publish_failovers_total: Family<Label1, Counter>,
     /// 1 for the cluster publishing currently goes to (with `[kafka.standby]`).
     pub publish_active_cluster: Family<Label1, Gauge>,
+    /// Outbox events acknowledged by their home region, by region.
+    pub router_forwarded_total: Family<Label1, Counter>,
+    /// Outbox events a home region did not acknowledge (sent again), by region.
+    pub router_errors_total: Family<Label1, Counter>,
+    /// Age of the oldest outbox event not yet forwarded; 0 when drained.
+    pub router_pending_seconds: FloatGauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -184,6 +190,9 @@ impl Metrics {
             publish_producer_restarts_total: Counter::default(),
             publish_failovers_total: Family::default(),
             publish_active_cluster: Family::default(),
+            router_forwarded_total: Family::default(),
+            router_errors_total: Family::default(),
+            router_pending_seconds: FloatGauge::default(),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -265,6 +274,9 @@ impl Metrics {
         r.register("publish_producer_restarts", "Producers replaced after events timed out", m.publish_producer_restarts_total.clone());
         r.register("publish_failovers", "Switches between the primary and the standby cluster", m.publish_failovers_total.clone());
         r.register("publish_active_cluster", "1 for the cluster publishing goes to", m.publish_active_cluster.clone());
+        r.register("router_forwarded", "Outbox events acknowledged by their home region", m.router_forwarded_total.clone());
+        r.register("router_errors", "Outbox events a home region did not acknowledge", m.router_errors_total.clone());
+        r.register("router_pending_seconds", "Age of the oldest outbox event not yet forwarded", m.router_pending_seconds.clone());
         Self { registry: Arc::new(r), ..m }
     }
 

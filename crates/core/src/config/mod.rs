@@ -16,6 +16,7 @@ mod consumer;
 mod dashboard;
 mod enrich;
 mod publish;
+mod router;
 mod secret;
 mod sections;
 mod sinks;
@@ -28,6 +29,7 @@ pub use consumer::{Assignment, ConsumerConfig};
 pub use dashboard::DashboardConfig;
 pub use enrich::*;
 pub use publish::PublishConfig;
+pub use router::{RegionConfig, RouterConfig};
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
 pub use sinks::*;
@@ -68,6 +70,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub dashboard: DashboardConfig,
     pub publish: PublishConfig,
+    pub router: RouterConfig,
     /// The catalogue `catalogue` declares, built by [`Config::load`] (or [`Config::with_catalogue`]).
     #[serde(skip)]
     entities: catalogue::Built,
@@ -161,6 +164,7 @@ impl Config {
         self.sinks.validate()?;
         self.api.validate()?;
         self.publish.validate(&self.entities.0)?;
+        self.router.validate(&self.entities.0)?;
         self.dashboard.validate()
     }
 

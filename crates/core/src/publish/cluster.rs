@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One cluster and its current producer.
-pub(super) struct Cluster {
-    pub name: &'static str,
+pub(crate) struct Cluster {
+    pub name: String,
     kafka: KafkaConfig,
     /// The producer in use and its generation (bumped at each replacement).
     producer: RwLock<(u64, Producer)>,
@@ -29,9 +29,9 @@ pub(super) struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(name: &'static str, kafka: KafkaConfig, metrics: Metrics) -> Result<Self, ProduceError> {
+    pub fn new(name: impl Into<String>, kafka: KafkaConfig, metrics: Metrics) -> Result<Self, ProduceError> {
         let producer = Producer::try_new(&kafka, metrics.clone())?;
-        Ok(Cluster { name, kafka, producer: RwLock::new((0, producer)), metrics })
+        Ok(Cluster { name: name.into(), kafka, producer: RwLock::new((0, producer)), metrics })
     }
 
     pub fn current(&self) -> (u64, Producer) {
@@ -49,9 +49,9 @@ impl Cluster {
             Ok(fresh) => {
                 *current = (seen + 1, fresh);
                 self.metrics.publish_producer_restarts_total.inc();
-                tracing::warn!(cluster = self.name, why, "publishing through a fresh producer");
+                tracing::warn!(cluster = %self.name, why, "publishing through a fresh producer");
             }
-            Err(e) => tracing::warn!(cluster = self.name, error = %e, "cannot create a fresh producer; keeping the current one"),
+            Err(e) => tracing::warn!(cluster = %self.name, error = %e, "cannot create a fresh producer; keeping the current one"),
         }
     }
 
@@ -64,7 +64,7 @@ impl Cluster {
 }
 
 /// The standby cluster and where publishing currently goes.
-pub(super) struct Standby {
+pub(crate) struct Standby {
     pub cluster: Cluster,
     pub failover_after: Duration,
     fail_back_after: Duration,

@@ -26,13 +26,17 @@
 //!   noida-db after a crash) leaves it timing out forever. So once a publish saw a timeout, the
 //!   next one goes through a fresh producer (`slate_publish_producer_restarts_total`); requests
 //!   still using the old one finish on it, so nothing in flight is cut off.
+//! - **Publish locally, route asynchronously** (`[router]`): an entity whose home is another
+//!   region is published to the local outbox topic, acknowledged by the local cluster, and
+//!   forwarded by `slate run router` (`crate::router`); a remote region's outage never blocks
+//!   publishing.
 //! - **Standby cluster** (`[kafka.standby]`, `cluster.rs`): events the primary does not
 //!   acknowledge within `failover_after` go to the standby, where publishing stays until the
 //!   primary answers again; the enricher reads both clusters. An event may then exist on both
 //!   (the primary may still deliver what it had queued): the enricher drops the repeated uuid
 //!   and the sinks' version guards absorb the rest.
 
-mod cluster;
+pub(crate) mod cluster;
 pub mod ingest;
 pub mod partitions;
 
@@ -116,6 +120,7 @@ pub struct Publisher {
     topic_prefix: String,
     unordered: HashSet<EntityName>,
     picker: partitions::Picker,
+    router: crate::config::RouterConfig,
     metrics: Metrics,
 }
 
@@ -130,6 +135,7 @@ impl Publisher {
             topic_prefix: config.enricher.input_topic_prefix.clone(),
             unordered: config.publish.unordered().into_iter().collect(),
             picker,
+            router: config.router.clone(),
             metrics,
         })
     }
@@ -258,7 +264,7 @@ impl Publisher {
                         None => delivery.await,
                     };
                     delivered
-                        .map(|(partition, offset)| Ack { uuid: event.uuid, cluster: cluster.name.to_owned(), topic, partition, offset })
+                        .map(|(partition, offset)| Ack { uuid: event.uuid, cluster: cluster.name.clone(), topic, partition, offset })
                         .map_err(PublishError::from)
                 }
                 Err(e) => Err(e),
@@ -273,12 +279,28 @@ impl Publisher {
 
     /// Queues one event; an unordered entity's event picks a healthy partition on the primary
     /// (on the standby its key's partition).
+    /// An event whose home is another region goes to the local outbox (`[router]`), with
+    /// headers naming its region and its topic there.
     async fn enqueue(&self, producer: &Producer, event: &ChangeEvent, on_primary: bool) -> Result<(String, DeliveryFuture), PublishError> {
-        let topic = self.topic(event.entity);
-        let unordered = on_primary && self.unordered.contains(&event.entity);
-        let partition = if unordered { self.picker.pick(&topic).await } else { None };
-        let headers = event.trace.as_ref().map(|t| OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(t.as_bytes()) }));
-        let delivery = producer.enqueue_to(&topic, partition, event.id.as_bytes(), Some(&event.to_json()), headers).await?;
+        let home_topic = self.topic(event.entity);
+        let mut headers = OwnedHeaders::new();
+        let (topic, partition) = match self.router.remote_home(event.entity) {
+            Some(region) => {
+                headers = headers
+                    .insert(Header { key: crate::router::HOME_REGION, value: Some(region.as_bytes()) })
+                    .insert(Header { key: crate::router::HOME_TOPIC, value: Some(home_topic.as_bytes()) });
+                (self.router.outbox_topic.clone(), None)
+            }
+            None if on_primary && self.unordered.contains(&event.entity) => {
+                let partition = self.picker.pick(&home_topic).await;
+                (home_topic, partition)
+            }
+            None => (home_topic, None),
+        };
+        if let Some(t) = &event.trace {
+            headers = headers.insert(Header { key: "traceparent", value: Some(t.as_bytes()) });
+        }
+        let delivery = producer.enqueue_to(&topic, partition, event.id.as_bytes(), Some(&event.to_json()), Some(headers)).await?;
         Ok((topic, delivery))
     }
 }
