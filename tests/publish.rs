@@ -211,6 +211,8 @@ async fn post_events_answers_once_the_broker_has_them_and_refuses_bad_batches_wh
     assert_eq!(p7.iter().map(|(_, _, e)| e.uuid.to_string()).collect::<Vec<_>>(), acked, "in the order posted");
     assert_eq!(metric(&server.metrics, "slate_publish_refused_total"), 2.0, "the two refused events are counted");
     assert_eq!(metric(&server.metrics, "slate_publish_events_total"), 11.0);
+    let worst = f64::from(cfg.kafka.producer.buffer_max_messages) * slate::event::MAX_EVENT_BYTES as f64;
+    assert_eq!(metric(&server.metrics, "slate_publish_max_buffered_bytes"), worst, "the worst case held in memory is exported");
     let health = reqwest::get(format!("{}/health", server.base)).await.unwrap();
     assert_eq!(health.status(), 200, "/health needs no token");
     let _ = server.stop.send(());

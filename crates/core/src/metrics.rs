@@ -124,6 +124,9 @@ pub struct Metrics {
     pub publish_failovers_total: Family<Label1, Counter>,
     /// 1 for the cluster publishing currently goes to (with `[kafka.standby]`).
     pub publish_active_cluster: Family<Label1, Gauge>,
+    /// The most event bytes a publisher can hold unacknowledged (buffer size × event size limit):
+    /// the worst case a crash of the publishing process leaves its callers to retry.
+    pub publish_max_buffered_bytes: Gauge,
     /// Outbox events acknowledged by their home region, by region.
     pub router_forwarded_total: Family<Label1, Counter>,
     /// Outbox events a home region did not acknowledge (sent again), by region.
@@ -190,6 +193,7 @@ impl Metrics {
             publish_producer_restarts_total: Counter::default(),
             publish_failovers_total: Family::default(),
             publish_active_cluster: Family::default(),
+            publish_max_buffered_bytes: Gauge::default(),
             router_forwarded_total: Family::default(),
             router_errors_total: Family::default(),
             router_pending_seconds: FloatGauge::default(),
@@ -274,6 +278,11 @@ impl Metrics {
         r.register("publish_producer_restarts", "Producers replaced after events timed out", m.publish_producer_restarts_total.clone());
         r.register("publish_failovers", "Switches between the primary and the standby cluster", m.publish_failovers_total.clone());
         r.register("publish_active_cluster", "1 for the cluster publishing goes to", m.publish_active_cluster.clone());
+        r.register(
+            "publish_max_buffered_bytes",
+            "Most event bytes a publisher holds unacknowledged (buffer size x event size limit)",
+            m.publish_max_buffered_bytes.clone(),
+        );
         r.register("router_forwarded", "Outbox events acknowledged by their home region", m.router_forwarded_total.clone());
         r.register("router_errors", "Outbox events a home region did not acknowledge", m.router_errors_total.clone());
         r.register("router_pending_seconds", "Age of the oldest outbox event not yet forwarded", m.router_pending_seconds.clone());

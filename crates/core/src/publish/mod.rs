@@ -127,6 +127,8 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(config: &Config, metrics: Metrics) -> Result<Self, PublishError> {
         let primary = Cluster::new("primary", config.kafka.clone(), metrics.clone())?;
+        let worst_case = i64::from(config.kafka.producer.buffer_max_messages).saturating_mul(MAX_EVENT_BYTES as i64);
+        metrics.publish_max_buffered_bytes.set(worst_case);
         let picker = partitions::Picker::new(primary.current().1.client().clone(), config.publish.metadata_refresh, metrics.clone());
         Ok(Publisher {
             primary,
