@@ -10,6 +10,8 @@ use super::context::{Qualified, context_of};
 use super::error::RegistryError;
 use super::mode::Mode;
 use super::service::Registry;
+use super::store::Store;
+use std::future::Future;
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -29,25 +31,58 @@ fn key_opt(subject_opt: Option<&str>) -> Result<Option<String>> {
     })
 }
 
+/// A per-subject setting with context and global fallbacks.
+trait Setting: Sized {
+    fn read<'a>(store: &'a Store, key: Option<&'a str>) -> impl Future<Output = Result<Option<Self>>> + Send + 'a;
+    /// The error for a subject without a setting of its own.
+    fn not_configured(subject: String) -> RegistryError;
+}
+
+impl Setting for Mode {
+    fn read<'a>(store: &'a Store, key: Option<&'a str>) -> impl Future<Output = Result<Option<Self>>> + Send + 'a {
+        store.mode(key)
+    }
+
+    fn not_configured(subject: String) -> RegistryError {
+        RegistryError::SubjectModeNotConfigured(subject)
+    }
+}
+
+impl Setting for CompatibilityLevel {
+    fn read<'a>(store: &'a Store, key: Option<&'a str>) -> impl Future<Output = Result<Option<Self>>> + Send + 'a {
+        store.config(key)
+    }
+
+    fn not_configured(subject: String) -> RegistryError {
+        RegistryError::SubjectCompatibilityNotConfigured(subject)
+    }
+}
+
+/// The setting in force (see the module doc); without `default_to_global` a subject without
+/// its own is [`Setting::not_configured`].
+async fn in_force<T: Setting>(store: &Store, subject_opt: Option<&str>, default_to_global: bool, default: T) -> Result<T> {
+    if let Some(subject) = subject_opt {
+        let (own, context) = keys(subject)?;
+        if let Some(v) = T::read(store, Some(&own).filter(|k| !k.is_empty()).map(String::as_str)).await? {
+            return Ok(v);
+        }
+        if !default_to_global {
+            return Err(T::not_configured(own));
+        }
+        if let Some(key) = context
+            && let Some(v) = T::read(store, Some(&key)).await?
+        {
+            return Ok(v);
+        }
+    }
+    Ok(T::read(store, None).await?.unwrap_or(default))
+}
+
 impl Registry {
     /// The mode in force for `subject_opt` (`None` = global). Without `default_to_global`, a
     /// subject with no mode of its own is `SubjectModeNotConfigured`.
     pub async fn mode(&self, subject_opt: Option<&str>, default_to_global: bool) -> Result<Mode> {
-        if let Some(subject) = subject_opt {
-            let (own, context) = keys(subject)?;
-            if let Some(mode) = self.store.mode(Some(&own).filter(|k| !k.is_empty()).map(String::as_str)).await? {
-                return Ok(mode);
-            }
-            if !default_to_global {
-                return Err(RegistryError::SubjectModeNotConfigured(own));
-            }
-            if let Some(key) = context
-                && let Some(mode) = self.store.mode(Some(&key)).await?
-            {
-                return Ok(mode);
-            }
-        }
-        Ok(self.store.mode(None).await?.unwrap_or(Mode::ReadWrite))
+        in_force(&self.store, subject_opt, default_to_global, Mode::ReadWrite).await
     }
 
     /// Sets a mode. IMPORT over existing schemas needs `force` (ids could collide), as Confluent.
@@ -92,21 +127,7 @@ impl Registry {
     /// The level in force for `subject_opt` (`None` = global). Without `default_to_global`,
     /// a subject with no level of its own is `SubjectCompatibilityNotConfigured`.
     pub async fn level(&self, subject_opt: Option<&str>, default_to_global: bool) -> Result<CompatibilityLevel> {
-        if let Some(subject) = subject_opt {
-            let (own, context) = keys(subject)?;
-            if let Some(level) = self.store.config(Some(&own).filter(|k| !k.is_empty()).map(String::as_str)).await? {
-                return Ok(level);
-            }
-            if !default_to_global {
-                return Err(RegistryError::SubjectCompatibilityNotConfigured(own));
-            }
-            if let Some(key) = context
-                && let Some(level) = self.store.config(Some(&key)).await?
-            {
-                return Ok(level);
-            }
-        }
-        Ok(self.store.config(None).await?.unwrap_or(self.default_level))
+        in_force(&self.store, subject_opt, default_to_global, self.default_level).await
     }
 
     pub async fn set_level(&self, subject_opt: Option<&str>, level: CompatibilityLevel) -> Result<()> {
