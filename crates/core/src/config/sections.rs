@@ -46,6 +46,15 @@ impl Default for KafkaConfig {
     }
 }
 
+impl KafkaConfig {
+    /// The standby cluster's client settings (`[kafka.standby]`): these with its bootstrap
+    /// servers.
+    pub fn standby_cluster(&self) -> Option<KafkaConfig> {
+        let standby = self.standby.as_ref()?;
+        Some(KafkaConfig { bootstrap_servers: standby.bootstrap_servers.clone(), standby: None, ..self.clone() })
+    }
+}
+
 /// librdkafka keys that have a typed home in this config.
 const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
     ("bootstrap.servers", "kafka.bootstrap_servers"),
@@ -151,7 +160,7 @@ impl KafkaConfig {
             return Err(invalid("kafka.consumer.fetch_wait_max", "must be at most 300s; a few hundred milliseconds at most is typical"));
         }
         if let Some(standby) = &self.standby {
-            standby.validate(self)?;
+            standby.validate(&self.bootstrap_servers, self.producer.message_timeout)?;
         }
         self.producer.validate()
     }

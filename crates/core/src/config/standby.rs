@@ -4,7 +4,6 @@
 //! reached with the primary's security settings (TLS, SASL) and client id.
 
 use super::ConfigError;
-use super::sections::{KafkaConfig, invalid};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -31,31 +30,28 @@ fn default_fail_back_after() -> Duration {
     Duration::from_secs(30)
 }
 
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
+}
+
 impl StandbyConfig {
-    pub(super) fn validate(&self, primary: &KafkaConfig) -> Result<(), ConfigError> {
-        if self.bootstrap_servers.trim().is_empty() || self.bootstrap_servers == primary.bootstrap_servers {
+    /// Checks against the primary's bootstrap servers and message timeout.
+    pub(super) fn validate(&self, primary_bootstrap: &str, message_timeout: Duration) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.trim().is_empty() || self.bootstrap_servers == primary_bootstrap {
             return Err(invalid(
                 "kafka.standby.bootstrap_servers",
                 "must name the standby cluster's brokers, not be empty or the primary's kafka.bootstrap_servers",
             ));
         }
-        if self.failover_after < Duration::from_millis(100) || self.failover_after >= primary.producer.message_timeout {
+        if self.failover_after < Duration::from_millis(100) || self.failover_after >= message_timeout {
             return Err(invalid(
                 "kafka.standby.failover_after",
-                format!("must be at least 100ms and below kafka.producer.message_timeout ({:?})", primary.producer.message_timeout),
+                format!("must be at least 100ms and below kafka.producer.message_timeout ({message_timeout:?})"),
             ));
         }
         if self.fail_back_after < Duration::from_secs(1) {
             return Err(invalid("kafka.standby.fail_back_after", "must be at least 1s (each fail-back asks the primary for metadata)"));
         }
         Ok(())
-    }
-}
-
-impl KafkaConfig {
-    /// The standby cluster's client settings: these with its bootstrap servers.
-    pub fn standby_cluster(&self) -> Option<KafkaConfig> {
-        let standby = self.standby.as_ref()?;
-        Some(KafkaConfig { bootstrap_servers: standby.bootstrap_servers.clone(), standby: None, ..self.clone() })
     }
 }

@@ -14,7 +14,6 @@ use super::context::{self, Qualified, context_of};
 use super::error::RegistryError;
 use super::mode::Mode;
 use super::schema;
-use super::settings::read_only;
 use super::store::{InsertOutcome, Store, StoredSchema, VersionRow};
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -401,6 +400,10 @@ impl Registry {
 pub struct Explicit {
     pub id: Option<u32>,
     pub version: Option<u32>,
+}
+
+pub(super) fn read_only(subject: &str) -> RegistryError {
+    RegistryError::OperationNotPermitted(format!("subject {subject:?} is in read-only mode"))
 }
 
 /// The row `selector` names among `rows` (ascending); `Latest` is the last one.

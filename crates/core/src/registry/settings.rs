@@ -9,7 +9,7 @@ use super::compat::CompatibilityLevel;
 use super::context::{Qualified, context_of};
 use super::error::RegistryError;
 use super::mode::Mode;
-use super::service::Registry;
+use super::service::{Registry, read_only};
 use super::store::Store;
 use std::future::Future;
 
@@ -148,8 +148,4 @@ impl Registry {
         }
         Ok(previous)
     }
-}
-
-pub(super) fn read_only(subject: &str) -> RegistryError {
-    RegistryError::OperationNotPermitted(format!("subject {subject:?} is in read-only mode"))
 }

@@ -57,7 +57,7 @@ async fn apply_ddl(pool: &SqlitePool, tables: &[std::sync::Arc<super::plan::Tabl
     let mut tx = pool.begin_with(BEGIN).await.map_err(classify)?;
     let mut conflicts = Vec::new();
     for t in tables {
-        if let Err(reason) = tables::apply_sqlite(&mut tx, t).await? {
+        if let Err(reason) = tables::apply_sqlite(&mut tx, t, classify).await? {
             conflicts.push((t.entity, reason));
         }
     }
@@ -249,7 +249,7 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     matches!(primary_code(e), Some(SQLITE_CONSTRAINT | SQLITE_TOOBIG | SQLITE_MISMATCH | SQLITE_RANGE))
 }
 
-pub(super) fn classify(e: sqlx::Error) -> SinkError {
+fn classify(e: sqlx::Error) -> SinkError {
     use sqlx::Error as E;
     match &e {
         E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::BeginFailed => SinkError::Unavailable(format!("sqlite: {e}")),

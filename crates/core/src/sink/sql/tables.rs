@@ -261,9 +261,10 @@ pub(super) async fn apply_pg(conn: &mut PgConnection, t: &Table) -> Applied {
     Ok(Ok(()))
 }
 
-/// Creates and evolves `t`'s tables on SQLite (the caller holds `BEGIN IMMEDIATE`).
-pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table) -> Applied {
-    let fatal = ddl_failed(t.entity, super::sqlite::classify);
+/// Creates and evolves `t`'s tables on SQLite (the caller holds `BEGIN IMMEDIATE`); `classify`
+/// is SQLite's error classification.
+pub(super) async fn apply_sqlite(conn: &mut SqliteConnection, t: &Table, classify: fn(sqlx::Error) -> SinkError) -> Applied {
+    let fatal = ddl_failed(t.entity, classify);
     for create in creates(t, &SQLITE) {
         sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(&fatal)?;
     }
@@ -301,7 +302,11 @@ mod tests {
     fn a_connection_lost_mid_ddl_is_waited_out_not_fatal() {
         let entity = EntityName::from_static("invoice");
         let lost = || sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed connection"));
-        for classify in [super::super::classify as fn(sqlx::Error) -> SinkError, super::super::sqlite::classify] {
+        let sqlite_like = |e: sqlx::Error| match e {
+            sqlx::Error::Io(_) => SinkError::Unavailable(format!("sqlite: {e}")),
+            other => SinkError::Fatal(format!("sqlite: {other}")),
+        };
+        for classify in [super::super::classify as fn(sqlx::Error) -> SinkError, sqlite_like] {
             match ddl_failed(entity, classify)(lost()) {
                 SinkError::Unavailable(m) => assert!(m.contains("`invoice`") && m.contains("peer closed"), "{m}"),
                 other => panic!("a lost connection must be retried, got {other:?}"),
