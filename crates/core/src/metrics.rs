@@ -127,6 +127,8 @@ pub struct Metrics {
     /// The most event bytes a publisher can hold unacknowledged (buffer size × event size limit):
     /// the worst case a crash of the publishing process leaves its callers to retry.
     pub publish_max_buffered_bytes: Gauge,
+    /// Input events skipped because another pipeline owns their key (`enricher.rollout`).
+    pub enricher_rollout_skipped_total: Counter,
     /// Outbox events acknowledged by their home region, by region.
     pub router_forwarded_total: Family<Label1, Counter>,
     /// Outbox events a home region did not acknowledge (sent again), by region.
@@ -194,6 +196,7 @@ impl Metrics {
             publish_failovers_total: Family::default(),
             publish_active_cluster: Family::default(),
             publish_max_buffered_bytes: Gauge::default(),
+            enricher_rollout_skipped_total: Counter::default(),
             router_forwarded_total: Family::default(),
             router_errors_total: Family::default(),
             router_pending_seconds: FloatGauge::default(),
@@ -282,6 +285,11 @@ impl Metrics {
             "publish_max_buffered_bytes",
             "Most event bytes a publisher holds unacknowledged (buffer size x event size limit)",
             m.publish_max_buffered_bytes.clone(),
+        );
+        r.register(
+            "enricher_rollout_skipped",
+            "Input events skipped because another pipeline owns their key",
+            m.enricher_rollout_skipped_total.clone(),
         );
         r.register("router_forwarded", "Outbox events acknowledged by their home region", m.router_forwarded_total.clone());
         r.register("router_errors", "Outbox events a home region did not acknowledge", m.router_errors_total.clone());

@@ -71,6 +71,8 @@ pub struct EnricherConfig {
     /// consumers of the enriched topics wait at most this long behind it.
     #[serde(with = "humantime_serde")]
     pub transaction_timeout: Duration,
+    /// Percentage rollout by key between pipelines (`rollout.rs`); unset: every key.
+    pub rollout: Option<super::RolloutConfig>,
 }
 
 /// The host's name (`HOSTNAME`, else the kernel's): a pod's name under Kubernetes.
@@ -127,6 +129,7 @@ impl Default for EnricherConfig {
             delivery: Delivery::AtLeastOnce,
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
+            rollout: None,
         }
     }
 }
@@ -167,6 +170,9 @@ impl EnricherConfig {
         }
         if self.topic_partitions < 1 || self.topic_replication < 1 {
             return Err(invalid("enricher.topic_partitions", "partitions and replication must be at least 1"));
+        }
+        if let Some(rollout) = &self.rollout {
+            rollout.validate()?;
         }
         if self.transactional_id.as_deref().is_some_and(str::is_empty) {
             return Err(invalid("enricher.transactional_id", "must not be empty; leave it unset for <group_id>-<hostname>"));

@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 pub struct InputDecoder {
     input_prefix: String,
+    /// `enricher.rollout`: events of keys another pipeline owns are skipped.
+    rollout: Option<crate::config::RolloutConfig>,
+    metrics: crate::metrics::Metrics,
     max_bytes: usize,
     registry: RegistryClient,
     catalogue: Arc<Catalogue>,
@@ -39,13 +42,22 @@ enum Failure {
 
 impl InputDecoder {
     pub fn new(
-        input_prefix: String,
-        max_bytes: usize,
+        cfg: &crate::config::EnricherConfig,
         registry: RegistryClient,
         catalogue: Arc<Catalogue>,
+        metrics: crate::metrics::Metrics,
         cancel: CancellationToken,
     ) -> Self {
-        Self { input_prefix, max_bytes, registry, catalogue, writers: Mutex::new(HashMap::new()), cancel }
+        Self {
+            input_prefix: cfg.input_topic_prefix.clone(),
+            rollout: cfg.rollout.clone(),
+            metrics,
+            max_bytes: cfg.max_message_bytes,
+            registry,
+            catalogue,
+            writers: Mutex::new(HashMap::new()),
+            cancel,
+        }
     }
 
     /// Decodes a batch from the input topics; `None` if cancelled while the registry was down.
@@ -58,6 +70,11 @@ impl InputDecoder {
                     // A name another catalogue of this process registered is still unknown here.
                     Ok(event) if !self.catalogue.contains(event.entity) => {
                         out.push(undecodable(&m, DecodeError::UnknownEntity(event.entity.to_string()).to_string()));
+                        break;
+                    }
+                    // Another pipeline's key: acknowledged with the batch, not processed.
+                    Ok(event) if self.rollout.as_ref().is_some_and(|r| !r.owns(event.entity.as_str(), &event.id)) => {
+                        self.metrics.enricher_rollout_skipped_total.inc();
                         break;
                     }
                     Ok(event) => {

@@ -190,13 +190,7 @@ pub async fn start_with(cfg: &Config, metrics: Metrics, sources: Arc<dyn Fetch>)
     // Parked keys wait on the retry topic until due: its lag may stand still that much longer.
     let retry_stall = if stall_after.is_zero() { stall_after } else { stall_after + e.retry_delay_max };
     kafka::stall::spawn(&retry, retry_group, vec![e.retry_topic.clone()], retry_stall, metrics.clone(), cancel.clone());
-    let decoder = Arc::new(decode::InputDecoder::new(
-        e.input_topic_prefix.clone(),
-        e.max_message_bytes,
-        registry,
-        cfg.entities().clone(),
-        cancel.clone(),
-    ));
+    let decoder = Arc::new(decode::InputDecoder::new(e, registry, cfg.entities().clone(), metrics.clone(), cancel.clone()));
 
     let mut tasks = Vec::new();
     let (failure_tx, failure) = tokio::sync::watch::channel(None);
