@@ -24,16 +24,12 @@ use crate::enrich::consumer::{self, EnrichConsumer};
 use crate::kafka::{DeliveryFuture, OffsetTracker, ProduceError, Producer};
 use crate::metrics::{Metrics, label};
 use crate::publish::cluster::Cluster;
+use crate::publish::{HOME_REGION, HOME_TOPIC};
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Header naming an outbox event's home region.
-pub const HOME_REGION: &str = "slate-home-region";
-/// Header naming an outbox event's topic in its home region.
-pub const HOME_TOPIC: &str = "slate-home-topic";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {

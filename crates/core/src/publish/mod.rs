@@ -52,6 +52,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// Header naming an outbox event's home region (read by `crate::router`).
+pub const HOME_REGION: &str = "slate-home-region";
+/// Header naming an outbox event's topic in its home region.
+pub const HOME_TOPIC: &str = "slate-home-topic";
+
 /// Why an event was refused before it was queued. The message names the field and the fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refused {
@@ -279,18 +284,17 @@ impl Publisher {
         outcomes
     }
 
-    /// Queues one event; an unordered entity's event picks a healthy partition on the primary
-    /// (on the standby its key's partition).
-    /// An event whose home is another region goes to the local outbox (`[router]`), with
-    /// headers naming its region and its topic there.
+    /// Queues one event. An event whose home is another region goes to the local outbox
+    /// (`[router]`) with headers naming its region and its topic there; an unordered entity's
+    /// event picks a healthy partition on the primary (on the standby, its key's partition).
     async fn enqueue(&self, producer: &Producer, event: &ChangeEvent, on_primary: bool) -> Result<(String, DeliveryFuture), PublishError> {
         let home_topic = self.topic(event.entity);
         let mut headers = OwnedHeaders::new();
         let (topic, partition) = match self.router.remote_home(event.entity) {
             Some(region) => {
                 headers = headers
-                    .insert(Header { key: crate::router::HOME_REGION, value: Some(region.as_bytes()) })
-                    .insert(Header { key: crate::router::HOME_TOPIC, value: Some(home_topic.as_bytes()) });
+                    .insert(Header { key: HOME_REGION, value: Some(region.as_bytes()) })
+                    .insert(Header { key: HOME_TOPIC, value: Some(home_topic.as_bytes()) });
                 (self.router.outbox_topic.clone(), None)
             }
             None if on_primary && self.unordered.contains(&event.entity) => {
