@@ -70,10 +70,6 @@ fn read_events(bootstrap: &str, topic: &str) -> Vec<(i32, String, ChangeEvent)> 
     out
 }
 
-fn metric(metrics: &Metrics, line_prefix: &str) -> f64 {
-    metrics.encode().lines().filter(|l| l.starts_with(line_prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_publishes_valid_lines_and_names_each_refused_one() {
     let cfg = config(&kafka_bootstrap(), &[]).await;
@@ -209,10 +205,10 @@ async fn post_events_answers_once_the_broker_has_them_and_refuses_bad_batches_wh
     let p7: Vec<&(i32, String, ChangeEvent)> = on_topic.iter().filter(|(_, k, _)| k == "p-7").collect();
     assert_eq!(p7.iter().map(|(p, _, _)| *p).collect::<HashSet<_>>().len(), 1, "one id, one partition");
     assert_eq!(p7.iter().map(|(_, _, e)| e.uuid.to_string()).collect::<Vec<_>>(), acked, "in the order posted");
-    assert_eq!(metric(&server.metrics, "slate_publish_refused_total"), 2.0, "the two refused events are counted");
-    assert_eq!(metric(&server.metrics, "slate_publish_events_total"), 11.0);
+    assert_eq!(metric_sum(&server.metrics, "slate_publish_refused_total"), 2.0, "the two refused events are counted");
+    assert_eq!(metric_sum(&server.metrics, "slate_publish_events_total"), 11.0);
     let worst = f64::from(cfg.kafka.producer.buffer_max_messages) * slate::event::MAX_EVENT_BYTES as f64;
-    assert_eq!(metric(&server.metrics, "slate_publish_max_buffered_bytes"), worst, "the worst case held in memory is exported");
+    assert_eq!(metric_sum(&server.metrics, "slate_publish_max_buffered_bytes"), worst, "the worst case held in memory is exported");
     let health = reqwest::get(format!("{}/health", server.base)).await.unwrap();
     assert_eq!(health.status(), 200, "/health needs no token");
     let _ = server.stop.send(());
@@ -242,7 +238,7 @@ async fn unordered_entities_go_round_robin_over_healthy_partitions_keyed_ones_st
     };
     assert_eq!(spread("talent"), BTreeMap::from([(0, 10), (1, 10), (2, 10)]), "round robin over the three healthy partitions");
     assert_eq!(spread("schedule").len(), 1, "a keyed entity keeps one id on one partition");
-    let skipped = metric(&metrics, "slate_publish_partitions_skipped{");
+    let skipped = metric_sum(&metrics, "slate_publish_partitions_skipped{");
     assert_eq!(skipped, 0.0, "a single-broker topic has no unhealthy partition");
     assert!(metrics.encode().contains("slate_publish_partitions_skipped{topic="), "the gauge is exported for the unordered topic");
 }
@@ -310,8 +306,8 @@ async fn a_broker_outage_fails_posts_visibly_and_after_retries_every_event_arriv
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    assert_eq!(metric(&server.metrics, "slate_publish_failed_total"), retried as f64, "every failure was counted");
-    assert!(metric(&server.metrics, "slate_publish_producer_restarts_total") >= 2.0, "each outage replaced the timed-out producer");
+    assert_eq!(metric_sum(&server.metrics, "slate_publish_failed_total"), retried as f64, "every failure was counted");
+    assert!(metric_sum(&server.metrics, "slate_publish_producer_restarts_total") >= 2.0, "each outage replaced the timed-out producer");
     println!(
         "{} events published through 2 broker restarts: {} acknowledged, all {} on the topic; {answered_503} answers were 503, {retried} events retried",
         ROUNDS * PER_ROUND,

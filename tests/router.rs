@@ -21,10 +21,6 @@ const ROUNDS: usize = 40;
 const STOP_AT: usize = 4;
 const RESTART_AT: usize = 34;
 
-fn series(metrics: &Metrics, name: &str) -> f64 {
-    metrics.encode().lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_remote_outage_never_blocks_local_publishing_and_the_router_catches_up() {
     let mut eu = Noida::start().await;
@@ -51,7 +47,7 @@ async fn a_remote_outage_never_blocks_local_publishing_and_the_router_catches_up
         (format!("{}payment.changes", cfg.enricher.input_topic_prefix), format!("{}budget.changes", cfg.enricher.input_topic_prefix));
     let local = [cfg.router.outbox_topic.clone(), cfg.enricher.dlq_topic.clone(), budget.clone()];
     slate::kafka::ensure_topics(&cfg.kafka, &local, PARTITIONS, 1).await.unwrap();
-    let eu_kafka = slate::config::KafkaConfig { bootstrap_servers: eu.bootstrap.clone(), ..cfg.kafka.clone() };
+    let eu_kafka = cfg.kafka.on_cluster(&eu.bootstrap);
     slate::kafka::ensure_topics(&eu_kafka, std::slice::from_ref(&payment), PARTITIONS, 1).await.unwrap();
 
     let router_metrics = Metrics::new();
@@ -93,7 +89,7 @@ async fn a_remote_outage_never_blocks_local_publishing_and_the_router_catches_up
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert!(series(&router_metrics, "slate_router_errors_total{region=\"eu\"}") > 0.0, "the outage was seen by the router");
+    assert!(metric_sum(&router_metrics, "slate_router_errors_total{region=\"eu\"}") > 0.0, "the outage was seen by the router");
 
     let eu_reader = Reader { bootstrap: eu.bootstrap.clone(), isolation: "read_committed" };
     let counts = until("every payment forwarded to eu", Duration::from_secs(120), || {
@@ -112,7 +108,7 @@ async fn a_remote_outage_never_blocks_local_publishing_and_the_router_catches_up
     .await;
     let duplicates = counts.values().filter(|n| **n > 1).count();
     assert_eq!(counts.len(), payments.len(), "nothing but the published payments reached eu");
-    let forwarded = series(&router_metrics, "slate_router_forwarded_total{region=\"eu\"}");
+    let forwarded = metric_sum(&router_metrics, "slate_router_forwarded_total{region=\"eu\"}");
     assert!(forwarded >= payments.len() as f64, "forwarded {forwarded} of {}", payments.len());
 
     let dead: Vec<_> = read_all(&cfg.enricher.dlq_topic, PARTITIONS);
@@ -121,7 +117,7 @@ async fn a_remote_outage_never_blocks_local_publishing_and_the_router_catches_up
     let local_budget = read_all(&budget, PARTITIONS);
     assert_eq!(local_budget.len(), ROUNDS, "budgets stay local");
     until("the router drained its outbox", Duration::from_secs(30), || async {
-        (series(&router_metrics, "slate_router_pending_seconds") == 0.0).then_some(())
+        (metric_sum(&router_metrics, "slate_router_pending_seconds") == 0.0).then_some(())
     })
     .await;
     println!(

@@ -73,6 +73,12 @@ pub fn read_n(topic: &str, partitions: i32, n: usize, within: Duration) -> Vec<(
     out
 }
 
+/// The sum of the series of `metrics` whose line starts with `prefix`: a whole family
+/// (`slate_publish_refused_total`) or one labelled series (`…_total{to="standby"}`).
+pub fn metric_sum(metrics: &slate::metrics::Metrics, prefix: &str) -> f64 {
+    metrics.encode().lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
 /// Runs a command to completion with a time bound, returning (status ok, stdout, stderr).
 pub async fn run_command(cmd: &mut tokio::process::Command, within: Duration) -> (bool, String, String) {
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());

@@ -20,7 +20,7 @@
 //!   the outbox is drained), the freshness to alert on while a region is down.
 
 use crate::config::Config;
-use crate::enrich::consumer::{self, EnrichConsumer};
+use crate::enrich::consumer;
 use crate::kafka::{DeliveryFuture, OffsetTracker, ProduceError, Producer};
 use crate::metrics::{Metrics, label};
 use crate::publish::cluster::Cluster;
@@ -66,8 +66,7 @@ pub async fn run(cfg: &Config, metrics: Metrics, cancel: CancellationToken) -> R
     }
     let mut regions = BTreeMap::new();
     for (name, region) in &r.regions {
-        let kafka = crate::config::KafkaConfig { bootstrap_servers: region.bootstrap_servers.clone(), standby: None, ..cfg.kafka.clone() };
-        regions.insert(name.clone(), Cluster::new(name.clone(), kafka, metrics.clone())?);
+        regions.insert(name.clone(), Cluster::new(name.clone(), cfg.kafka.on_cluster(&region.bootstrap_servers), metrics.clone())?);
     }
     let router =
         Router { regions, local: Producer::try_new(&cfg.kafka, metrics.clone())?, dlq_topic: cfg.enricher.dlq_topic.clone(), metrics };
@@ -98,15 +97,8 @@ pub async fn run(cfg: &Config, metrics: Metrics, cancel: CancellationToken) -> R
             consumer::store(&consumer, &mut tracker);
         }
     }
-    commit(&consumer);
+    consumer::commit_sync(&consumer);
     Ok(())
-}
-
-fn commit(consumer: &EnrichConsumer) {
-    use rdkafka::consumer::{CommitMode, Consumer};
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %e, "final router commit");
-    }
 }
 
 impl Router {

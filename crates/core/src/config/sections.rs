@@ -50,8 +50,13 @@ impl KafkaConfig {
     /// The standby cluster's client settings (`[kafka.standby]`): these with its bootstrap
     /// servers.
     pub fn standby_cluster(&self) -> Option<KafkaConfig> {
-        let standby = self.standby.as_ref()?;
-        Some(KafkaConfig { bootstrap_servers: standby.bootstrap_servers.clone(), standby: None, ..self.clone() })
+        Some(self.on_cluster(&self.standby.as_ref()?.bootstrap_servers))
+    }
+
+    /// These client settings (TLS, SASL, producer, consumer) for another cluster: the standby,
+    /// another region's.
+    pub fn on_cluster(&self, bootstrap_servers: &str) -> KafkaConfig {
+        KafkaConfig { bootstrap_servers: bootstrap_servers.to_owned(), standby: None, ..self.clone() }
     }
 }
 

@@ -378,7 +378,8 @@ pub fn store(consumer: &EnrichConsumer, tracker: &mut OffsetTracker) {
     }
 }
 
-fn commit_sync(consumer: &EnrichConsumer) {
+/// Commits the stored offsets now (at shutdown), waiting for the broker's answer.
+pub(crate) fn commit_sync(consumer: &EnrichConsumer) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "final commit failed; the next owner may reprocess some events"),
