@@ -221,55 +221,29 @@ fn sql_error(e: sqlx::Error) -> VerifyError {
 }
 
 /// What the search sink holds: every document's `id` and `version` (deleted documents are
-/// gone from the index), paged with `search_after` on the `id` keyword.
-/// Progress on stderr (documents read per entity) unless `quiet`.
+/// gone from the index). Progress on stderr (documents read per entity) unless `quiet`.
 pub async fn held_search(
     cfg: &crate::config::SearchSinkConfig,
     catalogue: &Catalogue,
     quiet: bool,
 ) -> Result<BTreeMap<EntityName, HashMap<String, Held>>, VerifyError> {
     let err = |message: String| VerifyError::Sink { sink: "search", message };
-    let http = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| err(e.to_string()))?;
-    // Bulk writes do not refresh; make every acknowledged write visible first.
-    let mut refresh = http.post(format!("{}/{}*/_refresh", cfg.url.trim_end_matches('/'), cfg.index_prefix));
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        refresh = refresh.basic_auth(u, Some(p.expose()));
-    }
-    refresh.send().await.and_then(|r| r.error_for_status()).map_err(|e| err(format!("refresh failed: {e}")))?;
+    let scanner = crate::sink::search::scan::Scanner::new(cfg).map_err(err)?;
+    scanner.refresh(&format!("{}*", cfg.index_prefix)).await.map_err(err)?;
     let mut out = BTreeMap::new();
     for entity in catalogue.names() {
         let index = format!("{}{}", cfg.index_prefix, entity.as_str());
         let progress = Progress::stderr(format!("verify search {entity}: documents read"), None, quiet);
         let mut held = HashMap::new();
-        let mut after: Option<serde_json::Value> = None;
-        loop {
-            let mut body =
-                serde_json::json!({ "size": 1000, "_source": ["id", "version"], "sort": [{ "id": "asc" }], "query": { "match_all": {} } });
-            if let Some(a) = &after {
-                body["search_after"] = a.clone();
-            }
-            let mut req = http.post(format!("{}/{index}/_search", cfg.url.trim_end_matches('/'))).json(&body);
-            if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-                req = req.basic_auth(u, Some(p.expose()));
-            }
-            let resp = req.send().await.map_err(|e| err(e.to_string()))?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                break;
-            }
-            let reply: serde_json::Value =
-                resp.error_for_status().map_err(|e| err(e.to_string()))?.json().await.map_err(|e| err(e.to_string()))?;
-            let hits = reply["hits"]["hits"].as_array().cloned().unwrap_or_default();
-            progress.inc(hits.len() as u64);
-            for h in &hits {
+        scanner
+            .scan(&index, Some(&["id", "version"]), |h| {
+                progress.inc(1);
                 if let (Some(id), Some(version)) = (h["_source"]["id"].as_str(), h["_source"]["version"].as_i64()) {
                     held.insert(id.to_string(), Held { version, deleted: false });
                 }
-            }
-            match hits.last() {
-                Some(last) if hits.len() == 1000 => after = Some(last["sort"].clone()),
-                _ => break,
-            }
-        }
+            })
+            .await
+            .map_err(err)?;
         progress.finish();
         out.insert(entity, held);
     }

@@ -45,6 +45,7 @@
 
 pub mod bulk;
 pub mod mapping;
+pub mod scan;
 
 use super::{Sink, SinkError, SinkRecord, WriteOutcome};
 use crate::catalogue::{Catalogue, Entity};
