@@ -18,6 +18,11 @@ pub enum GroupCommand {
         /// Poll until the group's lag is 0 (progress on stderr); exit 1 after --timeout.
         #[arg(long)]
         wait: bool,
+        /// With --wait: wait instead until the group has committed, on every partition, at
+        /// least where GROUP has committed now: the rollout handover (the losing pipeline has
+        /// processed every event the gaining one skipped before its restart).
+        #[arg(long, requires = "wait", value_name = "GROUP")]
+        past: Option<String>,
         /// How long --wait waits, e.g. `90s` or `10m`.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
@@ -140,7 +145,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, group::GroupE
 pub async fn run(config_path: Option<&Path>, cmd: GroupCommand) -> anyhow::Result<i32> {
     let config = load_config(config_path, Vec::new()).await?;
     match cmd {
-        GroupCommand::Show { which, wait, timeout, json } => {
+        GroupCommand::Show { which, wait, past, timeout, json } => {
             let scope = scope(&config, &which)?;
             let client = std::sync::Arc::new(group::client(&config.kafka, &scope.group)?);
             let read = || {
@@ -149,24 +154,35 @@ pub async fn run(config_path: Option<&Path>, cmd: GroupCommand) -> anyhow::Resul
             };
             let (mut members, mut parts) = read().await?;
             if wait {
-                let start = lag(&parts) as u64;
+                // Where each partition must get to: the end (lag 0), or where `past` is now.
+                let marks = match &past {
+                    None => None,
+                    Some(other) => {
+                        let (k, s) = (config.kafka.clone(), scope.clone());
+                        let other = other.clone();
+                        let theirs = blocking(move || group::offsets(&group::client(&k, &other)?, &s.topics)).await?;
+                        Some(theirs.iter().map(|p| ((p.topic.clone(), p.partition), p.position())).collect())
+                    }
+                };
+                let behind = |parts: &[PartitionOffsets]| behind(parts, marks.as_ref());
+                let start = behind(&parts) as u64;
                 let idle = if members.is_empty() { "; no live member consumes it yet" } else { "" };
-                eprintln!(
-                    "group {}: waiting for its lag of {start} records to reach 0 ({} live member(s){idle})",
-                    scope.group,
-                    members.len()
-                );
+                let goal = match &past {
+                    None => format!("its lag of {start} records to reach 0"),
+                    Some(g) => format!("its {start} records behind group {g}'s committed offsets to reach 0"),
+                };
+                eprintln!("group {}: waiting for {goal} ({} live member(s){idle})", scope.group, members.len());
                 let progress = Progress::stderr(format!("group {} catching up: records", scope.group), Some(start), false);
                 let deadline = Instant::now() + timeout;
-                while lag(&parts) > 0 {
+                while behind(&parts) > 0 {
                     if Instant::now() >= deadline {
-                        eprintln!("group {}: lag still {} after {}", scope.group, lag(&parts), humantime::format_duration(timeout));
+                        eprintln!("group {}: still {} behind after {}", scope.group, behind(&parts), humantime::format_duration(timeout));
                         print_show(&scope.group, &members, &parts, json)?;
                         return Ok(1);
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     (members, parts) = read().await?;
-                    let done = start.saturating_sub(lag(&parts) as u64);
+                    let done = start.saturating_sub(behind(&parts) as u64);
                     progress.inc(done.saturating_sub(progress.done()));
                 }
                 progress.finish();
@@ -191,6 +207,15 @@ pub async fn run(config_path: Option<&Path>, cmd: GroupCommand) -> anyhow::Resul
 
 fn lag(parts: &[PartitionOffsets]) -> i64 {
     parts.iter().map(PartitionOffsets::lag).sum()
+}
+
+/// Records left before each partition reaches its mark (`marks`: topic, partition → offset),
+/// or its end without marks.
+fn behind(parts: &[PartitionOffsets], marks: Option<&std::collections::HashMap<(String, i32), i64>>) -> i64 {
+    match marks {
+        None => lag(parts),
+        Some(marks) => parts.iter().map(|p| (marks.get(&(p.topic.clone(), p.partition)).copied().unwrap_or(0) - p.position()).max(0)).sum(),
+    }
 }
 
 fn offset(o: Option<i64>) -> String {
@@ -237,6 +262,15 @@ fn print_reset(group: &str, moves: &[Move], dry_run: bool, json: bool) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_counts_to_the_end_or_to_another_groups_offsets() {
+        let p = |partition, committed, high| PartitionOffsets { topic: "t".into(), partition, committed, low: 0, high };
+        let parts = [p(0, Some(5), 10), p(1, None, 4)];
+        assert_eq!(behind(&parts, None), 5 + 4, "lag without marks");
+        let marks = std::collections::HashMap::from([(("t".to_string(), 0), 7), (("t".to_string(), 1), 0)]);
+        assert_eq!(behind(&parts, Some(&marks)), 2, "only the records before the other group's offsets");
+    }
 
     #[test]
     fn topics_and_times_parse_or_say_how_to_write_them() {

@@ -25,7 +25,8 @@ pub struct RolloutConfig {
     pub salt: String,
     /// This enricher's pipeline: a key of `slices`.
     pub pipeline: String,
-    /// Pipeline → `[from, to)` in basis points; together exactly `0..10000`.
+    /// Pipeline → `[from, to)` in basis points; together exactly `0..10000`. An empty slice
+    /// (`from == to`) owns no key: a pipeline at 0%.
     pub slices: BTreeMap<String, [u32; 2]>,
 }
 
@@ -46,11 +47,15 @@ impl RolloutConfig {
         ranges.sort_by_key(|(_, from, to)| (*from, *to));
         let mut covered = 0;
         for (name, from, to) in ranges {
-            if from >= to || to > BASIS_POINTS {
+            if from > to || to > BASIS_POINTS {
                 return Err(invalid(
                     "enricher.rollout.slices",
-                    format!("`{name}` = [{from}, {to}] is not a range within 0..{BASIS_POINTS} (write [from, to) with from < to)"),
+                    format!("`{name}` = [{from}, {to}] is not a range within 0..{BASIS_POINTS} (write [from, to) with from <= to)"),
                 ));
+            }
+            if from == to {
+                // An empty slice: the pipeline owns no key (0%), wherever it sits.
+                continue;
             }
             if from > covered {
                 return Err(invalid(
@@ -130,5 +135,10 @@ mod tests {
         unknown.pipeline = "v3".into();
         assert!(unknown.validate().unwrap_err().to_string().contains("`v3` has no slice"));
         assert!(table(&[("v1", 0, 10_000)]).owns("payment", "anything"), "one pipeline owns every key");
+        let zero = table(&[("v2", 0, 0), ("v1", 0, 10_000)]);
+        assert!(zero.validate().is_ok(), "a pipeline at 0% has an empty slice");
+        assert!(!zero.owns("payment", "anything"), "an empty slice owns no key");
+        let backwards = table(&[("v1", 0, 10_000), ("v2", 10_000, 9_000)]).validate().unwrap_err().to_string();
+        assert!(backwards.contains("from <= to"), "{backwards}");
     }
 }
