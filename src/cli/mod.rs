@@ -9,6 +9,7 @@ mod registry;
 mod replay;
 mod run;
 mod schema;
+mod shadow;
 mod studio;
 mod verify;
 
@@ -55,6 +56,11 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Publish ID-only change events (one from flags, or JSON lines); exits 1 if any failed.
     Publish(publish::PublishArgs),
+    /// Compare a live pipeline with its shadow (`[shadow]`); exits 1 when they differ.
+    Shadow {
+        #[command(subcommand)]
+        action: shadow::ShadowCommand,
+    },
     /// Re-publish one UPDATE change event per live id, so every sink re-materializes.
     Replay(replay::ReplayArgs),
     /// A consumer group's offsets and lag; reset a stopped group to rebuild a sink from the log.
@@ -138,6 +144,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Publish(args) => {
             let code = publish::run(cli.config.as_deref(), args).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Shadow { action } => {
+            let code = shadow::run(cli.config.as_deref(), action).await?;
             if code != 0 {
                 std::process::exit(code);
             }

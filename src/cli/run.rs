@@ -25,6 +25,9 @@ pub enum Role {
     Ingest,
     /// Forward the local outbox to the events' home regions (`[router]`), at least once.
     Router,
+    /// Compare the live pipeline with its shadow every `shadow.interval`, exporting the match
+    /// rate on `/metrics` (`[shadow]`).
+    Shadow,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -101,6 +104,21 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
                 c.cancel();
             });
             let outcome = crate::router::run(&config, metrics, cancel).await.context("the router stopped");
+            if let Some((stop, task)) = metrics_server {
+                let _ = stop.send(());
+                let _ = task.await;
+            }
+            outcome
+        }
+        Role::Shadow => {
+            let metrics_server = serve_metrics(config.shadow.metrics_listen, metrics.clone(), "shadow.metrics_listen", "shadow").await?;
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                c.cancel();
+            });
+            let outcome = crate::shadow::role::run(&config, metrics, cancel).await.context("the shadow validator stopped");
             if let Some((stop, task)) = metrics_server {
                 let _ = stop.send(());
                 let _ = task.await;

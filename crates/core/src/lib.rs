@@ -20,6 +20,7 @@ pub mod replay;
 pub mod router;
 pub mod schema;
 pub mod schemas;
+pub mod shadow;
 pub mod sink;
 pub mod time;
 pub mod verify;

@@ -135,6 +135,14 @@ pub struct Metrics {
     pub router_errors_total: Family<Label1, Counter>,
     /// Age of the oldest outbox event not yet forwarded; 0 when drained.
     pub router_pending_seconds: FloatGauge,
+    /// Shadow validator: keys per store and state in the last comparison.
+    pub shadow_keys: Family<Label2, Gauge>,
+    /// Shadow validator: equal ÷ compared keys per store in the last comparison.
+    pub shadow_match_ratio: Family<Label1, FloatGauge>,
+    /// Shadow validator: entity-level differences in the last comparison.
+    pub shadow_mismatches: Gauge,
+    pub shadow_compares_total: Counter,
+    pub shadow_compare_errors_total: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -200,6 +208,11 @@ impl Metrics {
             router_forwarded_total: Family::default(),
             router_errors_total: Family::default(),
             router_pending_seconds: FloatGauge::default(),
+            shadow_keys: Family::default(),
+            shadow_match_ratio: Family::default(),
+            shadow_mismatches: Gauge::default(),
+            shadow_compares_total: Counter::default(),
+            shadow_compare_errors_total: Counter::default(),
         };
         r.register("produced", "Messages acknowledged by the broker", m.produced_total.clone());
         r.register(
@@ -294,6 +307,15 @@ impl Metrics {
         r.register("router_forwarded", "Outbox events acknowledged by their home region", m.router_forwarded_total.clone());
         r.register("router_errors", "Outbox events a home region did not acknowledge", m.router_errors_total.clone());
         r.register("router_pending_seconds", "Age of the oldest outbox event not yet forwarded", m.router_pending_seconds.clone());
+        r.register("shadow_keys", "Keys per store and state in the last shadow comparison", m.shadow_keys.clone());
+        r.register("shadow_match_ratio", "Equal / compared keys per store in the last shadow comparison", m.shadow_match_ratio.clone());
+        r.register("shadow_mismatches", "Entity-level differences in the last shadow comparison", m.shadow_mismatches.clone());
+        r.register("shadow_compares", "Shadow comparisons completed", m.shadow_compares_total.clone());
+        r.register(
+            "shadow_compare_errors",
+            "Shadow comparisons that failed (retried next interval)",
+            m.shadow_compare_errors_total.clone(),
+        );
         Self { registry: Arc::new(r), ..m }
     }
 

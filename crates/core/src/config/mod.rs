@@ -20,6 +20,7 @@ mod rollout;
 mod router;
 mod secret;
 mod sections;
+mod shadow;
 mod sinks;
 mod standby;
 mod studio;
@@ -34,6 +35,7 @@ pub use rollout::{RolloutConfig, slot};
 pub use router::{RegionConfig, RouterConfig};
 pub use secret::{REDACTED, Secret, SecretUrl, redact_url_password};
 pub use sections::*;
+pub use shadow::ShadowConfig;
 pub use sinks::*;
 pub use standby::StandbyConfig;
 pub use studio::*;
@@ -73,6 +75,7 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     pub publish: PublishConfig,
     pub router: RouterConfig,
+    pub shadow: ShadowConfig,
     /// The catalogue `catalogue` declares, built by [`Config::load`] (or [`Config::with_catalogue`]).
     #[serde(skip)]
     entities: catalogue::Built,
@@ -167,6 +170,7 @@ impl Config {
         self.api.validate()?;
         self.publish.validate(&self.entities.0)?;
         self.router.validate(&self.entities.0)?;
+        self.shadow.validate()?;
         self.dashboard.validate()
     }
 
@@ -198,6 +202,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The live enriched topics' prefix the shadow validator compares against.
+    pub fn shadow_live_prefix(&self) -> &str {
+        self.shadow.live_prefix.as_deref().unwrap_or(&self.enricher.output_topic_prefix)
     }
 
     /// The effective config as TOML, secrets redacted: what `slate config show` prints.
