@@ -34,6 +34,11 @@ impl History {
         }
     }
 
+    /// The newest snapshot's samples (empty before the first): gauges are read as they are now.
+    pub fn latest(&self) -> &[Sample] {
+        self.snapshots.back().map(|(_, s)| s.as_slice()).unwrap_or_default()
+    }
+
     pub fn stats(&self) -> Option<Stats> {
         let (now_at, now) = self.snapshots.back()?;
         let (then_at, then) = self.snapshots.front()?;
@@ -41,6 +46,9 @@ impl History {
         Some(compute(now, (secs > 0.0).then_some((then.as_slice(), secs))))
     }
 }
+
+/// The stage whose rate is the enricher's throughput: records it wrote to the enriched topic.
+pub const ENRICHER_EMITTED: &str = "enricher emitted";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Stage {
@@ -136,7 +144,7 @@ fn compute(now: &[Sample], then: Option<(&[Sample], f64)>) -> Stats {
     let mut counted: Vec<(String, &str, Filter)> = vec![
         ("source changes".into(), "slate_studio_mutations_total", Box::new(|_: &Sample| true)),
         ("enricher consumed".into(), "slate_enricher_consumed_total", Box::new(|_: &Sample| true)),
-        ("enricher emitted".into(), "slate_enricher_emitted_total", Box::new(|_: &Sample| true)),
+        (ENRICHER_EMITTED.into(), "slate_enricher_emitted_total", Box::new(|_: &Sample| true)),
     ];
     for sink in &sinks {
         let owned = sink.clone();
