@@ -116,11 +116,10 @@ async fn scenario(live_db: String, shadow_db: String) {
     let id = String::from_utf8(key.clone()).unwrap();
     let tampered = add_to_amount(payload.as_deref().unwrap(), 50);
     let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).create().unwrap();
-    let mut hs = OwnedHeaders::new();
-    for (k, v) in &headers {
-        hs = hs.insert(Header { key: k, value: Some(v.as_bytes()) });
-    }
-    producer.send(FutureRecord::to(&payment_topic).key(&key).payload(&tampered).headers(hs), Duration::from_secs(10)).await.unwrap();
+    producer
+        .send(FutureRecord::to(&payment_topic).key(&key).payload(&tampered).headers(owned(&headers)), Duration::from_secs(10))
+        .await
+        .unwrap();
     let pool = sqlx::PgPool::connect(&shadow_db).await.unwrap();
     let row =
         sqlx::query("UPDATE production SET title = title || ' (shadow)' WHERE id = (SELECT min(id) FROM production WHERE NOT deleted)")
@@ -139,6 +138,14 @@ async fn scenario(live_db: String, shadow_db: String) {
     copy_topic(&live.enricher.output_topic(slate::catalogue::example::PRODUCTION), &format!("{partial}production.enriched")).await;
     copy_topic(&live.enricher.output_topic(slate::catalogue::example::PAYMENT), &format!("{partial}payment.enriched")).await;
     slate::kafka::ensure_topics(&live.kafka, &[format!("{partial}invoice.enriched")], 1, 1).await.unwrap();
+    // ... and whose schema adds a field: a production record written with it, at its version.
+    let production_topic = format!("{partial}production.enriched");
+    let (key, payload, headers) = read_all(&production_topic, 2).into_iter().rev().find(|(_, p, _)| p.is_some()).expect("a production");
+    let with_rating = with_added_field(&registry.url, payload.as_deref().unwrap()).await;
+    producer
+        .send(FutureRecord::to(&production_topic).key(&key).payload(&with_rating).headers(owned(&headers)), Duration::from_secs(10))
+        .await
+        .unwrap();
     let mut partial_cfg = live.clone();
     partial_cfg.shadow.shadow_prefix = partial.clone();
     partial_cfg.shadow.grace = Duration::ZERO;
@@ -153,6 +160,8 @@ async fn scenario(live_db: String, shadow_db: String) {
     let compared: Vec<String> = r.entities.keys().map(|e| e.to_string()).collect();
     assert_eq!(compared, ["payment", "production"], "only the entities both sides enrich are compared");
     assert_eq!(r.totals("topics").keys().copied().collect::<Vec<_>>(), [State::Equal], "no key counted missing: {:?}", r.totals("topics"));
+    let shape = &r.entities[&slate::catalogue::example::PRODUCTION].stores["topics"].shape;
+    assert_eq!((shape.only_shadow.clone(), shape.retyped.len()), (vec!["rating".to_string()], 0), "the added field, named once");
     assert!(!r.ok());
 
     for s in sinks {
@@ -187,14 +196,44 @@ fn add_to_amount(payload: &[u8], by: i64) -> Vec<u8> {
     out
 }
 
+fn owned(headers: &[(String, String)]) -> OwnedHeaders {
+    headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| hs.insert(Header { key: k, value: Some(v.as_bytes()) }))
+}
+
+/// The Confluent-framed Production record re-written with a newer schema that adds an optional
+/// `rating` (registered here), as a schema owner's change would make it.
+async fn with_added_field(registry_url: &str, payload: &[u8]) -> Vec<u8> {
+    use apache_avro::types::Value;
+    let old = slate::catalogue::Catalogue::example(slate::catalogue::example::PRODUCTION).schema.clone();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/avro/Production.avsc")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "rating", "type": ["null", "string"], "default": null}));
+    let newer = apache_avro::Schema::parse(&json).unwrap();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{registry_url}/subjects/{}/versions", unique("production-rating")))
+        .json(&serde_json::json!({ "schema": json.to_string() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_u64().unwrap_or_else(|| panic!("registered: {answer}")) as u32;
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(&old).build().unwrap().read_value(&mut &payload[5..]).unwrap();
+    let Value::Record(mut fields) = value else { panic!("a record") };
+    fields.push(("rating".into(), Value::Union(1, Box::new(Value::String("A".into())))));
+    let mut out = vec![0];
+    out.extend(id.to_be_bytes());
+    out.extend(
+        apache_avro::writer::datum::GenericDatumWriter::builder(&newer).build().unwrap().write_value_to_vec(Value::Record(fields)).unwrap(),
+    );
+    out
+}
+
 async fn copy_topic(from: &str, to: &str) {
     let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).create().unwrap();
     for (key, payload, headers) in read_all(from, 2) {
-        let mut hs = OwnedHeaders::new();
-        for (k, v) in &headers {
-            hs = hs.insert(Header { key: k, value: Some(v.as_bytes()) });
-        }
-        let mut record = FutureRecord::to(to).key(&key).headers(hs);
+        let mut record = FutureRecord::to(to).key(&key).headers(owned(&headers));
         if let Some(p) = &payload {
             record = record.payload(p);
         }

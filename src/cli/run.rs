@@ -96,36 +96,39 @@ pub async fn run(config_path: Option<&Path>, role: Role) -> anyhow::Result<()> {
         Role::Dashboard => serve_dashboard(&config.dashboard).await,
         Role::Ingest => serve_ingest(&config, metrics).await,
         Role::Router => {
-            let metrics_server = serve_metrics(config.router.metrics_listen, metrics.clone(), "router.metrics_listen", "router").await?;
-            let cancel = tokio_util::sync::CancellationToken::new();
-            let c = cancel.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                c.cancel();
-            });
-            let outcome = crate::router::run(&config, metrics, cancel).await.context("the router stopped");
-            if let Some((stop, task)) = metrics_server {
-                let _ = stop.send(());
-                let _ = task.await;
-            }
-            outcome
+            cancellable(config.router.metrics_listen, metrics, "router.metrics_listen", "router", |m, c| crate::router::run(&config, m, c))
+                .await
         }
         Role::Shadow => {
-            let metrics_server = serve_metrics(config.shadow.metrics_listen, metrics.clone(), "shadow.metrics_listen", "shadow").await?;
-            let cancel = tokio_util::sync::CancellationToken::new();
-            let c = cancel.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                c.cancel();
-            });
-            let outcome = crate::shadow::role::run(&config, metrics, cancel).await.context("the shadow validator stopped");
-            if let Some((stop, task)) = metrics_server {
-                let _ = stop.send(());
-                let _ = task.await;
-            }
-            outcome
+            cancellable(config.shadow.metrics_listen, metrics, "shadow.metrics_listen", "shadow validator", |m, c| {
+                crate::shadow::role::run(&config, m, c)
+            })
+            .await
         }
     }
+}
+
+/// Runs a role that stops when cancelled (on Ctrl-C/SIGTERM), with `/metrics` and `/health`
+/// served beside it on `listen` (config key `key`).
+async fn cancellable<F, Fut, E>(listen: Option<std::net::SocketAddr>, metrics: Metrics, key: &str, role: &str, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Metrics, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let metrics_server = serve_metrics(listen, metrics.clone(), key, role).await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        c.cancel();
+    });
+    let outcome = run(metrics, cancel).await.with_context(|| format!("the {role} stopped"));
+    if let Some((stop, task)) = metrics_server {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    outcome
 }
 
 /// Serves `POST /events` on `publish.listen` until Ctrl-C/SIGTERM; requests in flight finish

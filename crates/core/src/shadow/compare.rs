@@ -130,6 +130,9 @@ pub fn compare(live: &Side, shadow: &Side, rules: &Rules) -> Comparison {
 fn classify(live: Option<&Observed>, shadow: Option<&Observed>, rules: &Rules) -> (State, Vec<FieldDiff>) {
     let young = |o: &Observed| rules.now_ms - o.at_ms < rules.grace_ms;
     match (live, shadow) {
+        // A deletion on one side and nothing on the other say the same: no entity (compaction
+        // removes tombstones in time, and may have on one side only).
+        (Some(o), None) | (None, Some(o)) if o.value.is_none() => (State::Equal, Vec::new()),
         (Some(l), None) => (if young(l) { State::Pending } else { State::MissingShadow }, Vec::new()),
         (None, Some(s)) => (if young(s) { State::Pending } else { State::MissingLive }, Vec::new()),
         (None, None) => unreachable!("an id comes from one of the sides"),
@@ -288,6 +291,7 @@ mod tests {
             ("only-live-old", obs(1, pay(1, "a"), 0)),
             ("only-live-young", obs(1, pay(1, "a"), 99_000)),
             ("deleted-live", Observed { version: Some(4), value: None, at_ms: 0 }),
+            ("tombstone-vs-nothing", Observed { version: Some(9), value: None, at_ms: 0 }),
         ]);
         let shadow = side(&[
             ("equal", obs(3, pay(100, "b"), 0)),
@@ -299,7 +303,7 @@ mod tests {
         ]);
         let c = compare(&live, &shadow, &rules);
         let want = BTreeMap::from([
-            (State::Equal, 1),
+            (State::Equal, 2),
             (State::Different, 2),
             (State::Pending, 2),
             (State::MissingLive, 1),
@@ -307,7 +311,7 @@ mod tests {
             (State::StaleShadow, 1),
         ]);
         assert_eq!(c.keys, want);
-        assert_eq!((c.compared(), c.failures()), (3, 5));
+        assert_eq!((c.compared(), c.failures()), (4, 5));
         let money = c.samples.iter().find(|s| s.id == "money").unwrap();
         assert_eq!(money.fields, vec![FieldDiff { field: "amount".into(), live: json!(100), shadow: json!(150), delta: Some(json!(50)) }]);
         let deleted = c.samples.iter().find(|s| s.id == "deleted-live").unwrap();
