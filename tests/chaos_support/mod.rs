@@ -285,8 +285,19 @@ pub struct Member {
     pub port: u16,
 }
 
+/// A free port for a process that is restarted on it: below Linux's ephemeral range
+/// (32768–60999), which outgoing connections draw from. A port from that range, free when
+/// chosen, was taken by a Kafka client's connection while its member was down (CI saw the
+/// restart fail with "Address already in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use rand::Rng;
+    let mut rng = rand::rng();
+    loop {
+        let port = rng.random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn member(name: &'static str, args: &[&'static str], vars: &[(String, String)], listen_key: &str, dir: &std::path::Path) -> Member {
