@@ -9,7 +9,7 @@ mod invoice_support;
 use common::*;
 use invoice_support::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::{Value, json};
+use serde_json::json;
 use slate::catalogue::subjects;
 use slate::config::{Config, Override};
 use slate::event::EntityName;
@@ -17,21 +17,6 @@ use slate::metrics::Metrics;
 use slate::sink::runner;
 use std::process::Command;
 use std::time::Duration;
-
-/// Registers `schema` under `subject` over plain HTTP, as any schema owner's tool would.
-async fn register(registry: &str, subject: &str, schema: &Value) -> u64 {
-    let reply: Value = reqwest::Client::new()
-        .post(format!("{registry}/subjects/{subject}/versions"))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&json!({ "schema": schema.to_string() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["id"].as_u64().unwrap_or_else(|| panic!("registered {subject}: {reply}"))
-}
 
 /// What every `slate` command that reads entities does: read the subjects, then the config.
 async fn load(overrides: &[Override]) -> Config {

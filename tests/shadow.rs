@@ -209,16 +209,7 @@ async fn with_added_field(registry_url: &str, payload: &[u8]) -> Vec<u8> {
     let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
     json["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "rating", "type": ["null", "string"], "default": null}));
     let newer = apache_avro::Schema::parse(&json).unwrap();
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{registry_url}/subjects/{}/versions", unique("production-rating")))
-        .json(&serde_json::json!({ "schema": json.to_string() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = answer["id"].as_u64().unwrap_or_else(|| panic!("registered: {answer}")) as u32;
+    let id = register(registry_url, &unique("production-rating"), &json).await as u32;
     let value = apache_avro::reader::datum::GenericDatumReader::builder(&old).build().unwrap().read_value(&mut &payload[5..]).unwrap();
     let Value::Record(mut fields) = value else { panic!("a record") };
     fields.push(("rating".into(), Value::Union(1, Box::new(Value::String("A".into())))));
@@ -243,19 +234,6 @@ async fn copy_topic(from: &str, to: &str) {
 
 /// Runs `slate shadow compare` (the binary) against `cfg`'s sides; (exit code, stdout + stderr).
 async fn shadow_cli(cfg: &Config, extra: &[&str]) -> (i32, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slate"));
-    cmd.env("SLATE_KAFKA__BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
-        .env("SLATE_REGISTRY__URL", &cfg.registry.url)
-        .env("SLATE_ENRICHER__OUTPUT_TOPIC_PREFIX", &cfg.enricher.output_topic_prefix)
-        .env("SLATE_SINKS__SQL__DATABASE_URL", cfg.sinks.sql.database_url.expose())
-        .env("SLATE_SINKS__SEARCH__URL", &cfg.sinks.search.url)
-        .env("SLATE_SINKS__SEARCH__INDEX_PREFIX", &cfg.sinks.search.index_prefix)
-        .env("SLATE_SHADOW__SQL_URL", cfg.shadow.sql_url.as_ref().unwrap().expose())
-        .env("SLATE_SHADOW__INDEX_PREFIX", cfg.shadow.index_prefix.as_deref().unwrap())
-        .args(["--log", "warn", "shadow", "compare", "--shadow-prefix", &cfg.shadow.shadow_prefix, "--grace", "5s"])
-        .args(extra)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("compare finishes").expect("compare runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    let compare = ["shadow", "compare", "--shadow-prefix", &cfg.shadow.shadow_prefix, "--grace", "5s"];
+    slate_cli(cfg, &[&compare[..], extra].concat()).await
 }

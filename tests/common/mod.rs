@@ -174,6 +174,21 @@ where
     }
 }
 
+/// Registers `schema` under `subject` over plain HTTP, as any schema owner's tool would.
+pub async fn register(registry: &str, subject: &str, schema: &serde_json::Value) -> u64 {
+    let reply: serde_json::Value = reqwest::Client::new()
+        .post(format!("{registry}/subjects/{subject}/versions"))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "schema": schema.to_string() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["id"].as_u64().unwrap_or_else(|| panic!("registered {subject}: {reply}"))
+}
+
 /// A running in-memory schema registry on a loopback port.
 pub struct TestRegistry {
     pub url: String,

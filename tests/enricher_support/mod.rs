@@ -140,22 +140,37 @@ pub fn counter(metrics: &slate::metrics::Metrics, name: &str) -> f64 {
         .sum()
 }
 
-/// Runs `slate verify` (the binary) on `cfg`'s services; returns (exit code, stdout + stderr).
-pub async fn verify_cli(cfg: &Config, extra: &[&str]) -> (i32, String) {
+/// Runs the `slate` binary with `args` on `cfg`'s services (broker, registry, sources, enricher
+/// topic prefixes, SQL and search sinks, `[shadow]` targets) passed as `SLATE_*` variables;
+/// returns (exit code, stdout + stderr).
+pub async fn slate_cli(cfg: &Config, args: &[&str]) -> (i32, String) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slate"));
     cmd.env("SLATE_KAFKA__BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
+        .env("SLATE_REGISTRY__URL", &cfg.registry.url)
         .env("SLATE_SOURCES__GRAPHQL_ENDPOINT", &cfg.sources.graphql_endpoint)
         .env("SLATE_SOURCES__GRPC_ENDPOINT", &cfg.sources.grpc_endpoint)
         .env("SLATE_SINKS__SQL__DATABASE_URL", cfg.sinks.sql.database_url.expose())
         .env("SLATE_SINKS__SEARCH__URL", &cfg.sinks.search.url)
         .env("SLATE_SINKS__SEARCH__INDEX_PREFIX", &cfg.sinks.search.index_prefix)
         .env("SLATE_ENRICHER__INPUT_TOPIC_PREFIX", &cfg.enricher.input_topic_prefix)
-        .args(["--log", "warn", "verify"])
-        .args(extra)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("verify finishes").expect("verify runs");
+        .env("SLATE_ENRICHER__OUTPUT_TOPIC_PREFIX", &cfg.enricher.output_topic_prefix);
+    if let Some(url) = &cfg.shadow.sql_url {
+        cmd.env("SLATE_SHADOW__SQL_URL", url.expose());
+    }
+    if let Some(prefix) = &cfg.shadow.index_prefix {
+        cmd.env("SLATE_SHADOW__INDEX_PREFIX", prefix);
+    }
+    cmd.args(["--log", "warn"]).args(args).kill_on_drop(true).stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("slate {args:?} finishes"))
+        .expect("slate runs");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs `slate verify` (the binary) on `cfg`'s services; returns (exit code, stdout + stderr).
+pub async fn verify_cli(cfg: &Config, extra: &[&str]) -> (i32, String) {
+    slate_cli(cfg, &[&["verify"], extra].concat()).await
 }
 
 pub async fn until_clean(cfg: &Config, sinks: &[&str], within: Duration) -> String {
