@@ -60,18 +60,7 @@ fn print_report(r: &Report) {
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (entity, e) in &r.entities {
         for (store, s) in &e.stores {
-            let n: Vec<String> = [
-                State::Equal,
-                State::Different,
-                State::Pending,
-                State::MissingLive,
-                State::MissingShadow,
-                State::StaleLive,
-                State::StaleShadow,
-            ]
-            .iter()
-            .map(|st| s.result.count(*st).to_string())
-            .collect();
+            let n: Vec<String> = State::ALL.iter().map(|st| s.result.count(*st).to_string()).collect();
             println!("| {store} | {entity} | {} |", n.join(" | "));
         }
     }

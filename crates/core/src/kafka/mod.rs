@@ -8,6 +8,7 @@ pub mod group;
 mod keys;
 mod producer;
 pub mod stall;
+pub mod tail;
 mod tracker;
 mod transaction;
 
